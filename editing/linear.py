@@ -1,0 +1,116 @@
+"""Linear (Jacobian) editing: w = w0 + J^+ (q - q0), repeated a few times as Newton steps.
+
+Shapes: a latent is (B, *S) with S = (z_dim,), (w_dim,) or (num_ws, w_dim) (W+ is flattened to
+P = num_ws * w_dim internally); q is (B, D) with D = 8 + K.
+
+Each step solves, per sample and in standardised units of q (divided by `model.q_std`, so degrees
+and alphas weigh alike), for the smallest latent step dw with J_c dw = r_c, where c are the
+constrained rows of q (the entries the edit sets, pulled to their targets, and the entries held at
+q0, pulled back to q0) and r the residual q_target - phi(w). With damping lambda > 0 the step is the
+Tikhonov one, J_c^T (J_c J_c^T + lambda I)^-1 r_c. J comes from `torch.func.jacrev` vmapped over
+the batch, so many faces are edited at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import jacrev, vmap
+
+from editing.attributes import EditTarget
+from nrsfm.shapes import check_finite, check_shape
+
+
+@dataclass
+class LinearEdit:
+    """Result of `linear_edit`.
+
+    Attributes:
+        latent: (B, *S) edited latents.
+        q: (B, D) phi(latent), the attributes the regressor sees in the edit.
+        error: (num_steps + 1, B) root mean square of the standardised residual on the constrained
+            rows, before the first step and after each step.
+    """
+
+    latent: torch.Tensor
+    q: torch.Tensor
+    error: torch.Tensor
+
+
+def latent_jacobian(regressor: nn.Module, latent: torch.Tensor) -> torch.Tensor:
+    """Per-sample Jacobian of q = phi(latent) with respect to the flattened latent.
+
+    Args:
+        regressor: maps (B, *S) latents to (B, D) attributes.
+        latent: (B, *S).
+    Returns:
+        (B, D, P) with P = prod(S).
+    """
+    return vmap(jacrev(_single_sample(regressor, latent.shape[1:])))(latent.flatten(1))
+
+
+def linear_edit(
+    regressor: nn.Module,
+    latent0: torch.Tensor,
+    target: EditTarget,
+    *,
+    num_steps: int = 3,
+    damping: float = 0.0,
+) -> LinearEdit:
+    """Move latents so that phi(latent) reaches `target` on its constrained rows.
+
+    Args:
+        regressor: an AttributeRegressor (``forward(latent) -> q (B, D)``, attribute ``nrsfm``).
+        latent0: (B, *S) latents of the faces to edit.
+        target: EditTarget with q (B, D) and constrained (D,).
+        num_steps: Newton-style repeats (1 is the paper's single linear step).
+        damping: Tikhonov lambda >= 0 in standardised units; 0 is the Moore-Penrose pseudo-inverse.
+    Returns:
+        LinearEdit with the edited latents (B, *S), their q (B, D) and the error history.
+    """
+    if latent0.dim() < 2:
+        raise ValueError(f"latent0 must have shape (B, *S) with a batch dimension, got {tuple(latent0.shape)}")
+    check_shape(target.q, (latent0.shape[0], regressor.nrsfm.layout.dim), "target q")
+    check_finite(latent0, "latent0")
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be at least 1, got {num_steps}")
+    if not damping >= 0:
+        raise ValueError(f"damping must be >= 0, got {damping}")
+    rows = target.constrained.nonzero().flatten().to(latent0.device)
+    scale = regressor.nrsfm.q_std.to(latent0)[rows]
+    goal = target.q.to(latent0)[:, rows]
+    latent = latent0.detach().flatten(1)
+    with torch.no_grad():
+        errors = []
+        for _ in range(num_steps):
+            q = regressor(latent.view_as(latent0))
+            residual = (goal - q[:, rows]) / scale
+            errors.append(_rms(residual))
+            jacobian = latent_jacobian(regressor, latent.view_as(latent0))[:, rows] / scale[:, None]
+            latent = latent + _minimum_norm_step(jacobian, residual, damping)
+        q = regressor(latent.view_as(latent0))
+        errors.append(_rms((goal - q[:, rows]) / scale))
+    return LinearEdit(latent.view_as(latent0), q, torch.stack(errors))
+
+
+def _minimum_norm_step(jacobian: torch.Tensor, residual: torch.Tensor, damping: float) -> torch.Tensor:
+    """(B, C, P) and (B, C) -> (B, P): J^+ r, or J^T (J J^T + lambda I)^-1 r when damped."""
+    if damping == 0:
+        return (torch.linalg.pinv(jacobian) @ residual[..., None])[..., 0]
+    gram = jacobian @ jacobian.transpose(-1, -2)
+    gram = gram + damping * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    return (jacobian.transpose(-1, -2) @ torch.linalg.solve(gram, residual[..., None]))[..., 0]
+
+
+def _single_sample(regressor: nn.Module, sample_shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(P,) flattened latent -> (D,) q, for jacrev."""
+    def regress(flat_latent: torch.Tensor) -> torch.Tensor:
+        return regressor(flat_latent.view(1, *sample_shape))[0]
+
+    return regress
+
+
+def _rms(residual: torch.Tensor) -> torch.Tensor:
+    return residual.square().mean(-1).sqrt()

@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from editing.attributes import edit_target
+from editing.linear import latent_jacobian, linear_edit
+from editing_standins import TinyRegressor
+
+
+def test_jacobian_matches_autograd(regressor, latents):
+    jacobian = latent_jacobian(regressor, latents)
+    assert jacobian.shape == (6, regressor.nrsfm.layout.dim, latents.shape[1])
+    reference = torch.autograd.functional.jacobian(lambda w: regressor(w[None])[0], latents[2])
+    torch.testing.assert_close(jacobian[2], reference)
+
+
+def test_yaw_edit_reaches_target_and_holds_the_rest(regressor, latents):
+    q0 = regressor(latents)
+    target = edit_target(q0, {"delta.yaw": 10}, regressor.nrsfm)
+    edit = linear_edit(regressor, latents, target, num_steps=6)
+    torch.testing.assert_close(edit.q, target.q, atol=1e-8, rtol=0)
+    assert edit.error[-1].max() < 1e-8 < edit.error[0].min()
+    torch.testing.assert_close(edit.q[:, ~target.mask], q0[:, ~target.mask], atol=1e-8, rtol=0)
+
+
+def test_newton_repeats_converge_quadratically(regressor, latents):
+    target = edit_target(regressor(latents), {"delta.yaw": 2, "delta.alpha.1": 0.01}, regressor.nrsfm)
+    error = linear_edit(regressor, latents, target, num_steps=3).error
+    assert (error[1] < 0.3 * error[0]).all()
+    assert (error[3] < error[2] ** 1.5).all() and (error[2] < error[1] ** 1.5).all()
+
+
+def test_free_rows_are_not_constrained(regressor, latents):
+    q0 = regressor(latents)
+    target = edit_target(q0, {"delta.yaw": 10}, regressor.nrsfm, free=["camera", "translation"])
+    edit = linear_edit(regressor, latents, target, num_steps=6)
+    rows = target.constrained
+    torch.testing.assert_close(edit.q[:, rows], target.q[:, rows], atol=1e-8, rtol=0)
+    full = linear_edit(regressor, latents, edit_target(q0, {"delta.yaw": 10}, regressor.nrsfm), num_steps=6)
+    step_free, step_full = ((e.latent - latents).norm(dim=-1) for e in (edit, full))
+    assert (step_free < step_full).all()
+
+
+def test_damping_shortens_the_step(regressor, latents):
+    target = edit_target(regressor(latents), {"delta.yaw": 10}, regressor.nrsfm)
+    plain = linear_edit(regressor, latents, target, num_steps=1)
+    damped = linear_edit(regressor, latents, target, num_steps=1, damping=10.0)
+    assert ((damped.latent - latents).norm(dim=-1) < (plain.latent - latents).norm(dim=-1)).all()
+    assert (damped.error[-1] > plain.error[-1]).all()
+
+
+def test_batch_equals_single(regressor, latents):
+    target = edit_target(regressor(latents), {"delta.yaw": 5, "delta.alpha.0": 0.02}, regressor.nrsfm)
+    batch = linear_edit(regressor, latents, target, num_steps=2)
+    single = linear_edit(regressor, latents[3:4], type(target)(target.q[3:4], target.mask, target.constrained), num_steps=2)
+    torch.testing.assert_close(batch.latent[3:4], single.latent)
+
+
+def test_w_plus_latents():
+    regressor = TinyRegressor(latent_space="w+")
+    latents = 0.5 * torch.randn(4, 3, 16, dtype=torch.float64)
+    target = edit_target(regressor(latents), {"delta.roll": -8}, regressor.nrsfm)
+    edit = linear_edit(regressor, latents, target, num_steps=6)
+    assert edit.latent.shape == latents.shape
+    torch.testing.assert_close(edit.q, target.q, atol=1e-8, rtol=0)
+
+
+def test_bad_input(regressor, latents):
+    target = edit_target(regressor(latents), {"yaw": 0}, regressor.nrsfm)
+    with pytest.raises(ValueError, match="target q must have shape"):
+        linear_edit(regressor, latents[:2], target)
+    with pytest.raises(ValueError, match="latent0 contains NaN"):
+        linear_edit(regressor, torch.full_like(latents, float("nan")), target)
+    with pytest.raises(ValueError, match="num_steps"):
+        linear_edit(regressor, latents, target, num_steps=0)
+    with pytest.raises(ValueError, match="damping"):
+        linear_edit(regressor, latents, target, damping=-1.0)
+    with pytest.raises(ValueError, match="batch dimension"):
+        linear_edit(regressor, latents[0], target)
