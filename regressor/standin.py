@@ -84,7 +84,7 @@ def write_standin(
     q_fit[~found] = np.nan
 
     seeds = np.arange(num_samples, dtype=np.int64) + 1000 * seed
-    generator = {"name": "standin", "checksum": f"standin-{seed}"}
+    generator = {"name": "standin", "checksum": "standin-v1"}
     dataset_checksum = f"standin-{seed}-{num_samples}"
     samples_meta = {"generator": generator, "detector": detector, "num_landmarks": num_landmarks,
                     "image_size": list(image_size), "dataset_checksum": dataset_checksum, "truncation_psi": 1.0}

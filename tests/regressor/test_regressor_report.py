@@ -1,0 +1,63 @@
+import math
+
+import pytest
+import torch
+
+from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
+from regressor.data import load_regression_data
+from regressor.export import AttributeRegressor
+from regressor.mlp import AttributeMLP
+from regressor.report import evaluate_regressor, fit_global_rotation, nme_normaliser, rotation_errors
+
+
+def test_kabsch_recovers_a_global_rotation_float64():
+    g = torch.Generator().manual_seed(0)
+    truth = euler_angles_to_matrix((torch.rand(200, 3, generator=g, dtype=torch.float64) - 0.5) * 2)
+    frame = euler_angles_to_matrix(torch.tensor([0.3, -0.5, 1.0], dtype=torch.float64))
+    predicted = truth @ frame.T
+    alignment = fit_global_rotation(predicted, truth)
+    torch.testing.assert_close(alignment, frame)
+    torch.testing.assert_close(torch.linalg.det(alignment), torch.tensor(1.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="rotation_true must have shape"):
+        fit_global_rotation(predicted, truth[:10])
+
+
+def test_rotation_errors_after_alignment_are_exact_and_fitted_on_train_only():
+    g = torch.Generator().manual_seed(1)
+    truth_rad = (torch.rand(300, 3, generator=g, dtype=torch.float64) - 0.5) * torch.tensor([0.6, 1.2, 0.4], dtype=torch.float64)
+    frame = euler_angles_to_matrix(torch.tensor([0.2, 0.4, -0.3], dtype=torch.float64))
+    theta_pred = matrix_to_euler_angles(euler_angles_to_matrix(truth_rad) @ frame.T)
+    train, test = torch.arange(0, 200), torch.arange(200, 300)
+    errors = rotation_errors(theta_pred, torch.rad2deg(truth_rad), train, test)
+    assert errors["median_geodesic_deg"] < 1e-4 and errors["median_yaw_deg"] < 1e-4
+    assert errors["alignment_angle_deg"] > 10
+    noisy = theta_pred.clone()
+    noisy[200:, 1] += math.radians(3.0)
+    assert errors["median_yaw_deg"] + 1.0 < rotation_errors(noisy, torch.rad2deg(truth_rad), train, test)["median_geodesic_deg"]
+
+
+def test_nme_normalisers():
+    landmarks = torch.zeros(2, 68, 2)
+    landmarks[:, 36] = torch.tensor([0.25, 0.5])
+    landmarks[:, 45] = torch.tensor([0.75, 0.5])
+    normaliser, name = nme_normaliser(landmarks, (100, 200))
+    torch.testing.assert_close(normaliser, torch.tensor([100.0, 100.0]))
+    assert "inter-ocular" in name
+    square = torch.tensor([[[0.0, 0.0], [0.3, 0.0], [0.0, 0.4]]])
+    normaliser, name = nme_normaliser(square, None)
+    torch.testing.assert_close(normaliser, torch.tensor([0.5]))
+    assert "bounding-box" in name
+
+
+def test_evaluate_an_untrained_regressor(standin):
+    data = load_regression_data(standin.samples, standin.nrsfm_dir, "w")
+    mlp = AttributeMLP(16, 12, [8], head_scale=0.0)
+    report = evaluate_regressor(AttributeRegressor(mlp, data.nrsfm, "w", (16,)), data)
+    assert report["num_samples"] == len(data.indices("test"))
+    # phi = q_mean for every face: the landmark loss is that of the mean face, far above the fit's own error
+    assert report["landmark_loss"] > 100 * report["fit_landmark_loss"]
+    assert report["landmark_loss_px2"] == pytest.approx(report["landmark_loss"] * 256**2, rel=1e-4)
+    assert report["rotation_vs_truth"]["factorizer"]["median_geodesic_deg"] < 1e-2
+    assert report["rotation_vs_truth"]["phi"]["median_geodesic_deg"] > 5
+    assert report["attributes"]["yaw"]["unit"] == "deg"
+    assert report["attributes"]["yaw"]["relative"] == pytest.approx(0.8, abs=0.3)
