@@ -1,0 +1,293 @@
+"""A textured 3D head mesh authored around the astronaut portrait, with identity and expression
+blend shapes.
+
+Face frame (as `nrsfm.geometry`): x to image right, y down, z away from the camera; the unit of
+length is the portrait's inter-ocular distance (between eye centres); the origin is the midpoint
+between the eyes. The neutral head looks straight at the camera (rotation 0).
+
+Construction (deterministic, no file is read but the installed portrait and dlib model):
+1. the portrait's 68 dlib landmarks are levelled (roll removed) and expressed in face units;
+2. vertices = the 68 landmarks (vertex i is iBUG landmark i) + a regular grid inside a head-and-neck
+   ellipse + points on its rim, minus grid points inside the eyes and the mouth (so lids and lips can
+   close and open) and too close to a landmark; faces = their Delaunay triangulation;
+3. depth is an authored profile: a flattened ellipsoid (the head) plus a nose ridge, nostril wings,
+   recessed eyes, a brow ridge, lips and chin brought forward and a neck set back;
+4. texture coordinates are each vertex's pixel position in the portrait.
+
+Blend shapes are displacement fields (I or E, V, 3) in face units per unit coefficient:
+- identity (I = 16): face width, lower-face length, jaw width, nose protrusion, nose width, eye
+  spacing, eye size, mouth width, brow height, chin length, chin protrusion, cheek fullness, face
+  depth, lip thickness, and two seeded smooth random fields;
+- expression (E = 5): smile (the portrait already smiles: negative values relax it), mouth open
+  (0 = the portrait's parted lips, negative closes them), brows raise, eyes close (1 = shut), jaw
+  sideways.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.spatial import Delaunay
+
+from backbones.synthetic.portrait import portrait_image, portrait_landmarks
+
+IDENTITY_NAMES = (
+    "face_width", "lower_face_length", "jaw_width", "nose_protrusion", "nose_width", "eye_spacing",
+    "eye_size", "mouth_width", "brow_height", "chin_length", "chin_protrusion", "cheek_fullness",
+    "face_depth", "lip_thickness", "random_field_1", "random_field_2",
+)
+EXPRESSION_NAMES = ("smile", "mouth_open", "brows_raise", "eyes_close", "jaw_sideways")
+NUM_LANDMARKS = 68
+
+# Head-and-neck ellipse in face units (centre x, centre y, half width, half height).
+HEAD_ELLIPSE = (0.03, 0.35, 1.75, 2.2)
+# Eye indices (iBUG, 0-based): right eye in the image's left half is 36..41, the other 42..47.
+EYE_INDICES = (tuple(range(36, 42)), tuple(range(42, 48)))
+INNER_MOUTH = tuple(range(60, 68))
+
+
+@dataclass(frozen=True)
+class FaceMesh:
+    """The neutral head and its blend shapes, all float32 tensors.
+
+    vertices (V, 3); faces (T, 3) int64, counter-clockwise in the image when the face is frontal;
+    uv (V, 2) portrait texture coordinates in [-1, 1] (grid_sample, align_corners=True);
+    skin_weight (V,), hair_weight (V,) in [0, 1]; identity_basis (I, V, 3); expression_basis (E, V, 3);
+    texture (3, Ht, Wt) in [0, 1]. Vertices 0..67 are the iBUG landmarks.
+    """
+
+    vertices: torch.Tensor
+    faces: torch.Tensor
+    uv: torch.Tensor
+    skin_weight: torch.Tensor
+    hair_weight: torch.Tensor
+    identity_basis: torch.Tensor
+    expression_basis: torch.Tensor
+    texture: torch.Tensor
+
+
+def build_face_mesh(grid_spacing: float = 0.17, seed: int = 0) -> FaceMesh:
+    """Build the head mesh from the portrait.
+
+    Args:
+        grid_spacing: distance between interior grid vertices in inter-ocular units (0.05..0.5).
+        seed: seed of the two random identity fields.
+    """
+    if not 0.05 <= grid_spacing <= 0.5:
+        raise ValueError(f"grid_spacing must lie in [0.05, 0.5] inter-ocular units, got {grid_spacing}")
+    photo = portrait_image()
+    pixels = portrait_landmarks()
+    to_face, to_pixels = _face_frame(pixels)
+    landmarks = to_face(pixels)
+    points_2d = _mesh_points(landmarks, grid_spacing)
+    faces = _triangulate(points_2d, landmarks)
+    depth = _depth_profile(points_2d, landmarks)
+    vertices = np.concatenate([points_2d, depth[:, None]], axis=1)
+    photo_size = np.array([photo.shape[1], photo.shape[0]], dtype=np.float64)
+    uv = to_pixels(points_2d) / (photo_size - 1.0) * 2.0 - 1.0
+    skin, hair = _region_weights(points_2d, landmarks)
+    identity = _identity_basis(vertices, landmarks, seed)
+    expression = _expression_basis(vertices, landmarks)
+    texture = torch.from_numpy(photo.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    as_float = lambda array: torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))  # noqa: E731
+    return FaceMesh(
+        vertices=as_float(vertices),
+        faces=torch.from_numpy(faces.astype(np.int64)),
+        uv=as_float(uv),
+        skin_weight=as_float(skin),
+        hair_weight=as_float(hair),
+        identity_basis=as_float(identity),
+        expression_basis=as_float(expression),
+        texture=texture,
+    )
+
+
+def _face_frame(pixels: np.ndarray):
+    """Maps between portrait pixels (N, 2) and levelled face units (N, 2)."""
+    left_eye, right_eye = (pixels[list(eye)].mean(0) for eye in EYE_INDICES)
+    origin = (left_eye + right_eye) / 2.0
+    delta = right_eye - left_eye
+    scale = float(np.linalg.norm(delta))
+    angle = float(np.arctan2(delta[1], delta[0]))
+    cos, sin = np.cos(angle), np.sin(angle)
+    level = np.array([[cos, sin], [-sin, cos]])  # rotates the eye line onto the x axis
+
+    def to_face(points: np.ndarray) -> np.ndarray:
+        return (points - origin) @ level.T / scale
+
+    def to_pixels(points: np.ndarray) -> np.ndarray:
+        return points * scale @ level + origin
+
+    return to_face, to_pixels
+
+
+def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """(N, 2) points, (P, 2) polygon -> (N,) bool, even-odd rule."""
+    x, y = points[:, 0:1], points[:, 1:2]
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = (y0 > y) != (y1 > y)
+    x_at = x0 + (y - y0) * (x1 - x0) / np.where(y1 == y0, 1.0, y1 - y0)
+    return (crosses & (x < x_at)).sum(1) % 2 == 1
+
+
+def _mesh_points(landmarks: np.ndarray, spacing: float) -> np.ndarray:
+    """Landmarks first, then interior grid points, then rim points: (V, 2)."""
+    cx, cy, ax, ay = HEAD_ELLIPSE
+    xs = np.arange(cx - ax, cx + ax + spacing, spacing)
+    ys = np.arange(cy - ay, cy + ay + spacing, spacing)
+    grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
+    radius = np.hypot((grid[:, 0] - cx) / ax, (grid[:, 1] - cy) / ay)
+    keep = radius < 1.0 - 0.4 * spacing / ax
+    holes = [landmarks[list(eye)] for eye in EYE_INDICES] + [landmarks[list(INNER_MOUTH)]]
+    for hole in holes:
+        centre = hole.mean(0)
+        grown = centre + (hole - centre) * 1.3
+        keep &= ~_inside_polygon(grid, grown)
+    nearest = np.linalg.norm(grid[:, None] - landmarks[None], axis=-1).min(1)
+    keep &= nearest > 0.45 * spacing
+    num_rim = int(np.ceil(2 * np.pi * max(ax, ay) / spacing))
+    angles = np.linspace(0.0, 2 * np.pi, num_rim, endpoint=False)
+    rim = np.stack([cx + ax * np.cos(angles), cy + ay * np.sin(angles)], -1)
+    return np.concatenate([landmarks, grid[keep], rim])
+
+
+def _triangulate(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Delaunay triangles (T, 3), oriented counter-clockwise on screen (positive cross product
+    with y down), without the slivers that would bridge the eye openings."""
+    faces = Delaunay(points).simplices
+    a, b, c = (points[faces[:, i]] for i in range(3))
+    cross = (b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0]
+    faces = np.where((cross < 0)[:, None], faces[:, [0, 2, 1]], faces)
+    return faces[np.abs(cross) > 1e-9]
+
+
+def _gaussian(points: np.ndarray, centre, sigma_x: float, sigma_y: float) -> np.ndarray:
+    dx = (points[:, 0] - centre[0]) / sigma_x
+    dy = (points[:, 1] - centre[1]) / sigma_y
+    return np.exp(-0.5 * (dx**2 + dy**2))
+
+
+def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _depth_profile(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Authored depth (V,) in face units, negative toward the camera."""
+    cx, cy, ax, ay = HEAD_ELLIPSE
+    radius = np.hypot((points[:, 0] - cx) / ax, (points[:, 1] - cy) / ay).clip(0.0, 1.0)
+    exponent = 2.6
+    depth = -1.45 * (1.0 - radius**exponent) ** (1.0 / exponent)
+    bridge, tip, base = landmarks[27], landmarks[30], landmarks[33]
+    nose = np.zeros(len(points))
+    for t in np.linspace(0.0, 1.0, 24):
+        centre = bridge + t * (tip - bridge)
+        height = 0.08 + 0.30 * t
+        nose = np.maximum(nose, height * _gaussian(points, centre, 0.07 + 0.09 * t, 0.09))
+    for t in np.linspace(0.0, 1.0, 8):
+        centre = tip + t * (base - tip)
+        nose = np.maximum(nose, (0.38 - 0.22 * t) * _gaussian(points, centre, 0.14, 0.07))
+    for wing in (31, 35):
+        nose = np.maximum(nose, 0.14 * _gaussian(points, landmarks[wing], 0.1, 0.08))
+    depth -= nose
+    for eye in EYE_INDICES:
+        depth += 0.13 * _gaussian(points, landmarks[list(eye)].mean(0), 0.2, 0.13)
+    brow_line = landmarks[17:27, 1].mean()
+    depth -= 0.05 * _gaussian(points, (0.0, brow_line), 0.8, 0.1)
+    mouth = landmarks[48:68].mean(0)
+    depth -= 0.08 * _gaussian(points, mouth, 0.35, 0.18)
+    depth -= 0.06 * _gaussian(points, landmarks[8] - (0.0, 0.12), 0.3, 0.15)
+    chin_y = landmarks[8, 1]
+    depth += 0.7 * _smoothstep(chin_y - 0.05, chin_y + 0.45, points[:, 1]) * _smoothstep(1.4, 0.0, np.abs(points[:, 0]))
+    return depth
+
+
+def _region_weights(points: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Skin (face) and hair weights (V,) in [0, 1]."""
+    jaw = landmarks[0:17]
+    face_cx = jaw[:, 0].mean()
+    half_width = (jaw[:, 0].max() - jaw[:, 0].min()) / 2.0
+    top, bottom = landmarks[19, 1] - 0.55, landmarks[8, 1]
+    centre_y, half_height = (top + bottom) / 2.0, (bottom - top) / 2.0
+    radius = np.hypot((points[:, 0] - face_cx) / half_width, (points[:, 1] - centre_y) / half_height)
+    skin = _smoothstep(1.08, 0.9, radius)
+    neck = _smoothstep(bottom - 0.1, bottom + 0.3, points[:, 1])
+    hair = (1.0 - skin) * (1.0 - neck)
+    return skin, hair
+
+
+def _identity_basis(vertices: np.ndarray, landmarks: np.ndarray, seed: int) -> np.ndarray:
+    """(16, V, 3) identity displacement fields, see the module docstring for their order."""
+    points, x, y = vertices[:, :2], vertices[:, 0], vertices[:, 1]
+    zeros = np.zeros_like(x)
+    field = lambda dx=zeros, dy=zeros, dz=zeros: np.stack([dx, dy, dz], -1)  # noqa: E731
+    nose_tip, mouth = landmarks[30], landmarks[48:68].mean(0)
+    eye_centres = [landmarks[list(eye)].mean(0) for eye in EYE_INDICES]
+    chin, mouth_y = landmarks[8], landmarks[48:68, 1].mean()
+    nose_mask = _gaussian(points, (nose_tip + landmarks[27]) / 2, 0.2, 0.35)
+    eye_masks = [_gaussian(points, centre, 0.28, 0.2) for centre in eye_centres]
+    lower = _smoothstep(0.25, 1.6, y)
+    chin_mask = _gaussian(points, chin - (0.0, 0.2), 0.45, 0.35)
+    cheek_mask = sum(_gaussian(points, (side * 0.7, 0.7), 0.3, 0.35) for side in (-1.0, 1.0))
+    lips = _gaussian(points, mouth, 0.45, 0.25)
+    fields = [
+        field(dx=0.07 * x * _smoothstep(2.6, 1.0, y)),
+        field(dy=0.12 * lower * (y - 0.25)),
+        field(dx=0.1 * x * _smoothstep(0.5, 1.6, y) * _smoothstep(2.6, 1.8, y)),
+        field(dz=-0.09 * nose_mask),
+        field(dx=0.1 * (x - nose_tip[0]) * _gaussian(points, nose_tip, 0.25, 0.2)),
+        field(dx=0.05 * np.sign(x) * (eye_masks[0] + eye_masks[1])),
+        field(dx=sum(0.15 * (x - c[0]) * m for c, m in zip(eye_centres, eye_masks)),
+              dy=sum(0.15 * (y - c[1]) * m for c, m in zip(eye_centres, eye_masks))),
+        field(dx=0.12 * (x - mouth[0]) * lips),
+        field(dy=-0.06 * _gaussian(points, (0.0, landmarks[17:27, 1].mean()), 0.9, 0.2)),
+        field(dy=0.1 * chin_mask),
+        field(dz=-0.07 * chin_mask),
+        field(dx=0.03 * np.sign(x) * cheek_mask, dz=-0.07 * cheek_mask),
+        field(dz=0.1 * (vertices[:, 2] - vertices[:, 2].mean())),
+        field(dy=0.08 * np.tanh((y - mouth_y) / 0.06) * lips),
+    ]
+    rng = np.random.default_rng(seed)
+    for _ in range(2):
+        centres = rng.uniform([-1.2, -1.0], [1.2, 2.0], size=(6, 2))
+        weights = rng.normal(0.0, 1.0, size=(6, 3)) * np.array([0.035, 0.035, 0.05])
+        fields.append(sum(_gaussian(points, c, 0.45, 0.45)[:, None] * w for c, w in zip(centres, weights)))
+    return np.stack(fields)
+
+
+def _expression_basis(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(5, V, 3) expression displacement fields: smile, mouth open, brows raise, eyes close, jaw sideways."""
+    points, x, y = vertices[:, :2], vertices[:, 0], vertices[:, 1]
+    zeros = np.zeros_like(x)
+    field = lambda dx=zeros, dy=zeros, dz=zeros: np.stack([dx, dy, dz], -1)  # noqa: E731
+    corners = (landmarks[48], landmarks[54])
+    smile = field(
+        dx=sum(side * 0.07 * _gaussian(points, c, 0.22, 0.2) for side, c in zip((-1.0, 1.0), corners)),
+        dy=sum(-0.08 * _gaussian(points, c, 0.22, 0.2) - 0.035 * _gaussian(points, c + (0.0, -0.3), 0.3, 0.25) for c in corners),
+        dz=sum(-0.04 * _gaussian(points, c + (0.0, -0.3), 0.3, 0.25) for c in corners),
+    )
+    upper_inner, lower_inner = landmarks[61:64, 1].mean(), landmarks[65:68, 1].mean()
+    lip_gap = (upper_inner + lower_inner) / 2.0
+    mouth_half_width = (landmarks[54, 0] - landmarks[48, 0]) / 2.0
+    mouth_cx = landmarks[48:68, 0].mean()
+    softness = 0.01 + 0.35 * np.clip(np.abs(x - mouth_cx) - mouth_half_width, 0.0, None)
+    below = _smoothstep(lip_gap - softness, lip_gap + softness, y)
+    jaw_weight = below * _smoothstep(2.5, 1.9, y) * _smoothstep(1.5, 0.9, np.abs(x - mouth_cx))
+    mouth_open = field(dy=0.3 * jaw_weight, dz=0.05 * jaw_weight)
+    brow_y = landmarks[17:27, 1].mean()
+    eye_y = landmarks[36:48, 1].mean()
+    brow_weight = _smoothstep(eye_y - 0.02, brow_y, y) * _smoothstep(brow_y - 1.2, brow_y - 0.2, y) * _smoothstep(1.5, 0.9, np.abs(x))
+    brows = field(dy=-0.12 * brow_weight)
+    eyes_close = np.zeros_like(vertices)
+    for eye in EYE_INDICES:
+        lid = landmarks[list(eye)]
+        upper_y, lower_y = lid[1:3, 1].mean(), lid[4:6, 1].mean()
+        corner_y = lid[[0, 3], 1].mean()
+        eye_cx, half_width = lid[:, 0].mean(), (lid[3, 0] - lid[0, 0]) / 2.0
+        above = _smoothstep(brow_y + 0.05, upper_y, y) * (y <= upper_y) + (y > upper_y) * _smoothstep(corner_y, upper_y, y)
+        across = _smoothstep(half_width * 1.6, half_width * 0.8, np.abs(x - eye_cx))
+        eyes_close[:, 1] += (lower_y - upper_y) * above * across
+    jaw_sideways = field(dx=0.12 * jaw_weight)
+    return np.stack([smile, mouth_open, brows, eyes_close, jaw_sideways])
