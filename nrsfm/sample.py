@@ -1,0 +1,431 @@
+"""The sampling stage: seeds -> latents -> images -> landmarks -> ``samples.h5``.
+
+``python -m nrsfm.sample generator=synthetic landmarks=dlib num_samples=50000 seed=0``
+
+- Sample i of a run has seed ``seed + i`` and latent ``generator.z_from_seeds([seed + i])``;
+  ``shard=s num_shards=n`` takes the s-th of n contiguous, disjoint seed ranges, so the shards of a
+  run together hold exactly the seeds of the unsharded run (join them with ``python -m nrsfm.merge``).
+- The main process renders batches (``torch.no_grad``); `num_workers` spawned processes, each with
+  its own detector, find the landmarks (``num_workers=0`` detects in the main process).
+- Crash safety: rows are grouped in chunks of `chunk_size` seeds; each finished chunk is written
+  atomically to ``<out>.parts/chunk_<k>.npz`` and skipped when the same command runs again. At the
+  end the chunks are assembled into ``<out>`` (temporary name + rename) and the parts are removed.
+  A run resumed after a kill therefore ends with the same file as an uninterrupted run.
+- At the end it prints the detection rate and, for generators with ``ground_truth``, the median
+  landmark error against the truth in pixels and as NME (inter-ocular distance, points 36 and 45),
+  and writes ``<out stem>.png``: a 4x4 grid of the first samples with their detected landmarks.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import multiprocessing
+import shutil
+import sys
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import hydra
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+import conf
+from backbones.landmarks.base import images_to_uint8
+from nrsfm.dataset import TRUTH_PREFIX, read_chunk, read_metadata, read_samples, write_chunk_atomic, write_samples_atomic
+from nrsfm.errors import UserError, exit_on_user_error
+
+FORMAT_VERSION = 1
+VERSIONED_PACKAGES = ("rankone-edit", "torch", "numpy", "h5py", "dlib-bin", "mediapipe")
+# Config entries that change the stored data (or its chunking); the rest (out, num_workers, ...) do not.
+DATA_KEYS = ("generator", "landmarks", "num_samples", "seed", "shard", "num_shards", "truncation_psi", "save_ws", "batch_size", "chunk_size")
+OUTER_EYE_CORNERS = (36, 45)
+PREVIEW_GRID = 4
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Seeds [start, stop) of one chunk."""
+
+    index: int
+    start: int
+    stop: int
+
+
+def shard_seed_range(seed: int, num_samples: int, shard: int, num_shards: int) -> tuple[int, int]:
+    """[start, stop) seeds of shard `shard` of `num_shards` contiguous shards of seeds seed..seed+num_samples-1."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"need 0 <= shard < num_shards, got shard={shard} num_shards={num_shards}")
+    if num_shards > num_samples:
+        raise ValueError(f"num_shards={num_shards} exceeds num_samples={num_samples}; use fewer shards")
+    return seed + shard * num_samples // num_shards, seed + (shard + 1) * num_samples // num_shards
+
+
+def data_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config entries that determine the dataset (see DATA_KEYS)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return {key: container[key] for key in DATA_KEYS}
+
+
+def default_dataset_path(cfg: DictConfig, generator=None) -> Path:
+    """Where `cfg` (a sample config) writes its dataset when ``out`` is null.
+
+    ``<work_dir>/samples/<generator>-<checksum>/<detector>/n<N>-seed<S>-psi<psi>-r<res>[-ws][-shard<s>of<n>]-<hash>/samples.h5``
+    where <hash> covers every other data-changing setting (detector options, batch and chunk size).
+    Pass an already built `generator` to avoid building it again.
+    """
+    generator = generator if generator is not None else build(cfg.generator, "generator")
+    detector_name = get_class(cfg.landmarks._target_).name
+    tag = f"n{cfg.num_samples}-seed{cfg.seed}-psi{float(cfg.truncation_psi):g}-r{generator.img_resolution}"
+    tag += "-ws" if cfg.save_ws else ""
+    tag += f"-shard{cfg.shard}of{cfg.num_shards}" if cfg.num_shards > 1 else ""
+    digest = hashlib.sha256(json.dumps(data_config(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(cfg.paths.work_dir) / "samples" / f"{generator.name}-{generator.checksum()}" / detector_name / f"{tag}-{digest}" / "samples.h5"
+
+
+def build(node: DictConfig, what: str):
+    """`hydra.utils.instantiate` with the user-facing error of the target kept as the one-line error."""
+    try:
+        return instantiate(node)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, (UserError, ValueError, OSError)):
+            raise cause from None
+        raise UserError(f"could not build the {what} from its config: {' '.join(str(error).split())}") from error
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the installed packages that shape the data."""
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def dataset_metadata(generator, detector, seed_start: int, num_samples: int, truncation_psi: float, save_ws: bool, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``metadata`` attribute of a dataset (also the fingerprint of its chunks)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "generator": generator.name,
+        "generator_checksum": generator.checksum(),
+        "truncation_psi": float(truncation_psi),
+        "noise_mode": "const",
+        "detector": detector.name,
+        "num_landmarks": detector.num_landmarks,
+        "image_size": [generator.img_resolution, generator.img_resolution],
+        "seed_start": int(seed_start),
+        "num_samples": int(num_samples),
+        "latents": ["z", "w", "ws"] if save_ws else ["z", "w"],
+        "has_truth": callable(getattr(generator, "ground_truth", None)),
+        "versions": package_versions(),
+        "config": dict(config),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection workers. Each spawned process rebuilds the detector from its pickle (constructor
+# arguments) once, in `_start_worker`; `_detect_in_worker` then uses it for every batch.
+_worker_detector = None
+
+
+def _start_worker(detector) -> None:
+    global _worker_detector
+    torch.set_num_threads(1)
+    _worker_detector = detector
+
+
+def _detect_in_worker(images: np.ndarray):
+    detections = _worker_detector.detect_uint8(images)
+    return detections.landmarks.numpy(), detections.found.numpy(), detections.score.numpy()
+
+
+class InlineExecutor:
+    """Runs detection in the calling process (``num_workers=0``), with the executor interface used here."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+    def submit(self, images: np.ndarray) -> Future:
+        future: Future = Future()
+        detections = self.detector.detect_uint8(images)
+        future.set_result((detections.landmarks.numpy(), detections.found.numpy(), detections.score.numpy()))
+        return future
+
+    def shutdown(self, cancel_futures: bool = False) -> None:
+        return None
+
+
+class WorkerPool:
+    """`num_workers` spawned processes, each holding its own copy of `detector`."""
+
+    def __init__(self, detector, num_workers: int):
+        context = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(num_workers, mp_context=context, initializer=_start_worker, initargs=(detector,))
+
+    def submit(self, images: np.ndarray) -> Future:
+        return self.pool.submit(_detect_in_worker, images)
+
+    def shutdown(self, cancel_futures: bool = False) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=cancel_futures)
+
+
+# ---------------------------------------------------------------------------------------------
+def render_batch(generator, seeds: np.ndarray, truncation_psi: float, save_ws: bool) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+    """Seeds (B,) -> (rows without detections: seeds, z (B, z_dim), w (B, w_dim)[, ws][, truth.*]; images (B, 3, R, R))."""
+    with torch.no_grad():
+        z = generator.z_from_seeds(seeds)
+        ws = generator.mapping(z, truncation_psi)
+        images = generator.synthesis(ws, noise_mode="const")
+        rows = {"seeds": seeds.astype(np.int64), "z": z.cpu().numpy(), "w": ws[:, 0].cpu().numpy()}
+        if save_ws:
+            rows["ws"] = ws.cpu().numpy()
+        if callable(getattr(generator, "ground_truth", None)):
+            size = torch.tensor([images.shape[-1], images.shape[-2]], dtype=torch.float32)
+            for key, value in generator.ground_truth(ws).items():
+                value = value.float().cpu() / size if key == "landmarks" else value.float().cpu()
+                rows[TRUTH_PREFIX + key] = value.numpy()
+    return rows, images
+
+
+def finish_chunk(chunk: Rows, parts: list[tuple[dict, tuple]], image_size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Join the batches of one chunk and add the detections (landmarks normalised to [0, 1])."""
+    rows = {key: np.concatenate([batch[key] for batch, _ in parts]) for key in parts[0][0]}
+    landmarks, found, score = (np.concatenate(arrays) for arrays in zip(*(result for _, result in parts)))
+    height, width = image_size
+    rows["landmarks"] = (landmarks / np.array([width, height], np.float32)).astype(np.float32)
+    rows["found"], rows["score"] = found.astype(bool), score.astype(np.float32)
+    if not rows["found"].any():
+        raise UserError(
+            f"no face found in any of the {chunk.stop - chunk.start} images of seeds {chunk.start}..{chunk.stop - 1}: "
+            "the generator's images probably show no faces (check its weights and truncation_psi) or the detector threshold is too strict"
+        )
+    return rows
+
+
+def sample_dataset(
+    generator,
+    detector,
+    out: str | Path,
+    seed_start: int,
+    num_samples: int,
+    *,
+    truncation_psi: float = 1.0,
+    save_ws: bool = False,
+    batch_size: int = 16,
+    chunk_size: int = 500,
+    num_workers: int = 2,
+    config: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    on_chunk_written: Callable[[int], None] | None = None,
+) -> Path:
+    """Write the dataset of seeds [seed_start, seed_start + num_samples) to `out` (resumable).
+
+    Args:
+        generator: a `backbones.generator.Generator`.
+        detector: a `backbones.landmarks.LandmarkDetector` (picklable when num_workers > 0).
+        out: the final ``.h5`` path; chunks go to ``<out>.parts/``.
+        config: the data-changing settings to record in the metadata.
+        on_chunk_written: called with the chunk index after each chunk is safely on disk.
+    Returns:
+        `out`. When `out` already holds this very dataset nothing is recomputed.
+    """
+    if batch_size < 1 or chunk_size < 1 or num_workers < 0:
+        raise ValueError(f"need batch_size >= 1, chunk_size >= 1, num_workers >= 0; got {batch_size}, {chunk_size}, {num_workers}")
+    out = Path(out)
+    metadata = dataset_metadata(generator, detector, seed_start, num_samples, truncation_psi, save_ws, config or {})
+    fingerprint = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
+    if out.exists():
+        if read_metadata(out) == metadata:
+            shutil.rmtree(Path(f"{out}.parts"), ignore_errors=True)
+            return out
+        raise UserError(f"{out} already holds a different dataset; delete it or choose another out=")
+    parts_dir = Path(f"{out}.parts")
+    try:
+        parts_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create {parts_dir} ({error.strerror or error}); choose a writable out= or paths.work_dir") from error
+    chunks = [Rows(index, start, min(start + chunk_size, seed_start + num_samples)) for index, start in enumerate(range(seed_start, seed_start + num_samples, chunk_size))]
+    chunk_paths = [parts_dir / f"chunk_{chunk.index:05d}.npz" for chunk in chunks]
+    todo = [chunk for chunk, path in zip(chunks, chunk_paths) if read_chunk(path, fingerprint) is None]
+    image_size = (generator.img_resolution, generator.img_resolution)
+    done = num_samples - sum(chunk.stop - chunk.start for chunk in todo)
+    bar = tqdm(total=num_samples, initial=done, unit="img", desc=f"sampling {detector.name}", disable=not progress, dynamic_ncols=True)
+    executor = WorkerPool(detector, num_workers) if num_workers > 0 and todo else InlineExecutor(detector)
+    window = 2 * max(num_workers, 1)
+    pending: deque = deque()
+    collected: dict[int, list] = {}
+    counts = {"seen": 0, "found": 0}
+
+    def collect() -> None:
+        chunk, rows, future = pending.popleft()
+        result = future.result()
+        collected.setdefault(chunk.index, []).append((rows, result))
+        counts["seen"] += len(result[1])
+        counts["found"] += int(result[1].sum())
+        bar.update(len(result[1]))
+        bar.set_postfix(found=f"{counts['found'] / counts['seen']:.1%}")
+        if sum(len(part[0]["seeds"]) for part in collected[chunk.index]) == chunk.stop - chunk.start:
+            write_chunk_atomic(chunk_paths[chunk.index], finish_chunk(chunk, collected.pop(chunk.index), image_size), fingerprint)
+            if on_chunk_written is not None:
+                on_chunk_written(chunk.index)
+
+    try:
+        for chunk in todo:
+            for start in range(chunk.start, chunk.stop, batch_size):
+                seeds = np.arange(start, min(start + batch_size, chunk.stop), dtype=np.int64)
+                rows, images = render_batch(generator, seeds, truncation_psi, save_ws)
+                pending.append((chunk, rows, executor.submit(images_to_uint8(images))))
+                while len(pending) > window:
+                    collect()
+        while pending:
+            collect()
+    except BrokenProcessPool as error:
+        raise UserError(f"a detection worker died ({error}); re-run with num_workers=0 to see the detector's own error") from error
+    finally:
+        executor.shutdown(cancel_futures=True)
+        bar.close()
+    blocks = (read_chunk(path, fingerprint) for path in chunk_paths)
+    write_samples_atomic(out, blocks, num_samples, metadata)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+def landmark_errors(landmarks: np.ndarray, truth: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample mean point error in pixels and as NME.
+
+    Args:
+        landmarks, truth: (N, 68, 2) normalised to [0, 1] (x / width, y / height).
+        image_size: (height, width) in pixels.
+    Returns:
+        error_px (N,): mean over the 68 points of the Euclidean error in pixels;
+        nme (N,): error_px / inter-ocular distance of the truth (outer eye corners 36 and 45).
+    """
+    height, width = image_size
+    scale = np.array([width, height], np.float64)
+    error_px = np.linalg.norm((landmarks - truth) * scale, axis=-1).mean(-1)
+    left, right = OUTER_EYE_CORNERS
+    inter_ocular = np.linalg.norm((truth[:, left] - truth[:, right]) * scale, axis=-1)
+    return error_px, error_px / inter_ocular
+
+
+def summarise(path: Path) -> dict[str, Any]:
+    """Detection rate and, where the dataset holds ``truth/landmarks`` for 68 points, median errors."""
+    samples = read_samples(path)
+    summary: dict[str, Any] = {
+        "path": str(path),
+        "num_samples": len(samples),
+        "num_found": int(samples.found.sum()),
+        "detection_rate": float(samples.found.mean()),
+    }
+    truth = samples.truth.get("landmarks")
+    if truth is not None and samples.landmarks.shape[1] == truth.shape[1] and samples.found.any():
+        error_px, nme = landmark_errors(samples.landmarks[samples.found], truth[samples.found], tuple(samples.metadata["image_size"]))
+        summary.update(median_error_px=float(np.median(error_px)), median_nme=float(np.median(nme)))
+    return summary
+
+
+def save_preview(generator, path: Path, truncation_psi: float, dataset: Path) -> Path:
+    """A 4x4 grid of the dataset's first samples with their detected landmarks (green dots), as PNG."""
+    from PIL import Image, ImageDraw
+
+    samples = read_samples(dataset)
+    count = min(PREVIEW_GRID * PREVIEW_GRID, len(samples))
+    _, images = render_batch(generator, samples.seeds[:count], truncation_psi, save_ws=False)
+    tiles = images_to_uint8(images)
+    tile_size = min(256, tiles.shape[1])
+    grid = Image.new("RGB", (PREVIEW_GRID * tile_size, PREVIEW_GRID * tile_size))
+    for index in range(count):
+        tile = Image.fromarray(tiles[index]).resize((tile_size, tile_size))
+        draw = ImageDraw.Draw(tile)
+        if samples.found[index]:
+            for x, y in samples.landmarks[index] * tile_size:
+                draw.ellipse((x - 1.5, y - 1.5, x + 1.5, y + 1.5), fill=(0, 255, 0))
+        else:
+            draw.text((4, 4), "no face", fill=(255, 0, 0))
+        grid.paste(tile, ((index % PREVIEW_GRID) * tile_size, (index // PREVIEW_GRID) * tile_size))
+    tmp = path.with_name(f".{path.name}.tmp")
+    grid.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Sample the dataset `cfg` describes (see conf/sample.yaml); returns `summarise`'s numbers."""
+    seed_start, seed_stop = shard_seed_range(cfg.seed, cfg.num_samples, cfg.shard, cfg.num_shards)
+    generator = build(cfg.generator, "generator")
+    detector = build(cfg.landmarks, "landmark detector")
+    out = Path(cfg.out) if cfg.out is not None else default_dataset_path(cfg, generator)
+    sample_dataset(
+        generator,
+        detector,
+        out,
+        seed_start,
+        seed_stop - seed_start,
+        truncation_psi=cfg.truncation_psi,
+        save_ws=cfg.save_ws,
+        batch_size=cfg.batch_size,
+        chunk_size=cfg.chunk_size,
+        num_workers=cfg.num_workers,
+        config=data_config(cfg),
+        progress=cfg.progress,
+    )
+    summary = summarise(out)
+    if cfg.preview:
+        summary["preview"] = str(save_preview(generator, out.with_suffix(".png"), cfg.truncation_psi, out))
+    print(format_summary(summary))
+    return summary
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """Human-readable lines of `summarise`'s numbers."""
+    lines = [
+        f"dataset: {summary['path']}",
+        f"detection rate: {summary['detection_rate']:.2%} ({summary['num_found']} of {summary['num_samples']})",
+    ]
+    if "median_error_px" in summary:
+        lines.append(f"median landmark error vs ground truth: {summary['median_error_px']:.2f} px, NME {summary['median_nme']:.2%} (inter-ocular)")
+    if "preview" in summary:
+        lines.append(f"preview: {summary['preview']}")
+    return "\n".join(lines)
+
+
+def check_group_choices(argv: list[str], groups: tuple[str, ...] = ("generator", "landmarks")) -> None:
+    """Fail with one line when a command-line override names a config that does not exist.
+
+    (Hydra's own message for this spans many lines.) Handles ``group=a`` and multirun ``group=a,b``.
+    """
+    conf_dir = Path(conf.__file__).parent
+    for argument in argv:
+        group, _, value = argument.lstrip("+~").partition("=")
+        if group not in groups or not value:
+            continue
+        available = sorted(path.stem for path in (conf_dir / group).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in available:
+                raise UserError(f"unknown {group} {choice!r}; choose one of: {', '.join(available)}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        run(cfg)
+
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        check_group_choices(sys.argv[1:])
+    main()
