@@ -179,9 +179,10 @@ def _halve(images: torch.Tensor) -> torch.Tensor:
 def extract_chips(images: torch.Tensor, chip_to_image: torch.Tensor, size: int) -> torch.Tensor:
     """Differentiable chip extraction: images (B, C, H, W), chip_to_image (B, 2, 3) -> (B, C, size, size).
 
-    Bilinear sampling at the mapped pixel centres (zeros outside the image). Where one chip pixel
-    spans more than two image pixels, sampling happens on a blurred, halved pyramid level instead
-    (level k for a scale in (2^k, 2^(k+1)]), as dlib does to avoid aliasing.
+    Bilinear sampling at the mapped pixel centres (zeros outside the image, as dlib). Where one chip
+    pixel spans more than two image pixels, sampling happens on a blurred, halved pyramid level
+    instead (level k for a scale in (2^k, 2^(k+1)]), as dlib does to avoid aliasing; there the
+    image border is extended rather than zero.
     """
     sizes = check_shape(images, ("B", "C", "H", "W"), "images")
     check_shape(chip_to_image, (sizes["B"], 2, 3), "chip_to_image")
@@ -203,7 +204,7 @@ def extract_chips(images: torch.Tensor, chip_to_image: torch.Tensor, size: int) 
         normalise = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], dtype=torch.float64)
         grid = (image_points * normalise - 1.0).reshape(-1, size, size, 2).to(images.dtype)
         chips[selected] = F.grid_sample(level_images[selected], grid.to(images.device), mode="bilinear",
-                                        padding_mode="zeros", align_corners=True)
+                                        padding_mode="zeros" if level == 0 else "border", align_corners=True)
     return chips
 
 

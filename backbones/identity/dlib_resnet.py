@@ -248,8 +248,8 @@ def load_dlib_resnet(weights_path: str | Path | None = None, cache_dir: str | Pa
                 model.load_state_dict(cached["state_dict"])
                 model.mean_rgb.copy_(torch.tensor(cached["mean_rgb"]))
                 return model.eval().requires_grad_(False)
-        except (RuntimeError, KeyError, TypeError, ValueError, EOFError):
-            pass  # a stale or damaged cache is rebuilt below
+        except Exception:  # noqa: BLE001 - any unreadable cache (truncated, foreign, old) is rebuilt below
+            pass
     model = DlibResNet.from_layers(read_dlib_network(path))
     if cache_file is not None:
         _save_atomic({"format": CACHE_FORMAT_VERSION, "source": path.name, "architecture": model.architecture(),
