@@ -57,6 +57,11 @@ class AttributeLayout:
     def translation(self) -> slice:
         return slice(6 + self.num_basis, 8 + self.num_basis)
 
+    def rotation_deg(self, q: torch.Tensor) -> torch.Tensor:
+        """(pitch, yaw, roll) in degrees from q: (..., 8 + K) -> (..., 3)."""
+        check_shape(q, ("...", self.dim), "q")
+        return torch.rad2deg(q[..., self.rotation])
+
     def names(self) -> list[str]:
         """One name per entry of q, e.g. ``["k11", ..., "yaw", ..., "alpha.0", ..., "ty"]``."""
         alphas = [f"alpha.{k}" for k in range(self.num_basis)]

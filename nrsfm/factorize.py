@@ -1,0 +1,428 @@
+"""Rank-one non-rigid structure-from-motion: landmarks (N, L, 2) -> NRSfMModel and q (N, 8 + K).
+
+Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
+1. Centre each shape on its centroid t_n; the measurement matrix W (2N, L) has the x and y rows
+   of every sample. Its Gram matrix W^T W (L, L) is accumulated in float64 over chunks of samples
+   and eigen-decomposed once: the top 3 eigenvectors are the rigid SVD's right singular vectors
+   V3, the next K are those of the non-rigid residual W - M0 B0 = W (I - V3^T V3).
+   Everything after this works in the coordinates of these r = 3 + K rows (Y_n = X_n V^T,
+   (N, 2, r)), so its cost does not depend on L; the fit error outside them is a constant.
+2. Two-step fit: rigid cameras M0 = W V3^T, metric upgrade (Tomasi-Kanade: find G = Q Q^T with
+   rows of every M_n Q orthogonal and of equal norm, by least squares), b_k = eigenvectors 4..3+K,
+   then D and alpha by alternating least squares with cameras and B0 fixed. The ALS starts from
+   a deterministic point (top eigenvector of the lifted residuals), so the fit is deterministic.
+3. Joint refinement: alternating least squares over cameras M_n (closed form per sample), alpha
+   (K x K solve per sample), B0 together with the b_k (one (3+K) x (3+K) solve), and D (one 3K x 3K
+   solve). Each step minimises the reprojection error exactly, so it never increases. The b_k stay
+   unit and inside the span of the top 3 + K eigenvectors; they start orthonormal and may lose
+   exact orthogonality (the error is reported as ``basis_orthogonality_error`` in the metadata).
+4. Gauges, fixed in this order: metric upgrade again (affine 3D frame -> Euclidean); mean alpha
+   moved into B0 (alpha has zero mean); the frame rotated by the mean rotation of all samples
+   (so theta = 0 faces the camera on average); the depth reflection resolved by the nose-tip rule
+   of `nrsfm.facing` (nose toward the camera, i.e. negative z); scale chosen so that the mean
+   camera scale (k11 + k22) / 2 is 1 (B0 is in normalised image units at that scale); every b_k
+   has its largest-magnitude entry positive and every d_k its largest-magnitude component
+   positive (signs moved into alpha).
+5. Cameras split into K [I2|0] R (`nrsfm.camera`), Euler angles (R = Rz Ry Rx), q assembled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nrsfm.camera import camera_to_intrinsics_rotation, inverse_3x3, nearest_rotation
+from nrsfm.facing import faces_camera, nose_tip_index
+from nrsfm.geometry import matrix_to_euler_angles
+from nrsfm.model import NRSfMModel
+from nrsfm.shapes import check_finite, check_shape
+
+MIN_STD = 1e-6
+
+
+@dataclass
+class _Factors:
+    """The model in reduced coordinates (float64). N found samples, K basis shapes, r = 3 + K.
+
+    cameras (N, 2, 3); mean_rows E (3, r); directions D (3, K) unit columns; basis_rows F (K, r)
+    unit rows; alpha (N, K). The 3D shape of sample n is (E + sum_k alpha_nk d_k F_k) V, (3, L).
+    """
+
+    cameras: torch.Tensor
+    mean_rows: torch.Tensor
+    directions: torch.Tensor
+    basis_rows: torch.Tensor
+    alpha: torch.Tensor
+
+    def shapes(self) -> torch.Tensor:
+        """(N, 3, r) per-sample shapes in reduced coordinates."""
+        return self.mean_rows + torch.einsum("nk,ak,kr->nar", self.alpha, self.directions, self.basis_rows)
+
+    def squared_error(self, reduced: torch.Tensor) -> torch.Tensor:
+        """Sum of squared residuals inside the reduced rows; reduced (N, 2, r) -> scalar."""
+        return (reduced - self.cameras @ self.shapes()).square().sum()
+
+
+def factorize(
+    landmarks: torch.Tensor,
+    found: torch.Tensor,
+    num_basis: int = 12,
+    num_als_steps: int = 50,
+    num_refine_steps: int = 200,
+    tolerance: float = 1e-10,
+    nose_index: int | None = None,
+    chunk_size: int = 16384,
+) -> tuple[NRSfMModel, torch.Tensor]:
+    """Fit the rank-one NRSfM model to landmark sets (module docstring has the steps).
+
+    Args:
+        landmarks: (N, L, 2) float32/float64 landmarks, any device; rows where `found` is False are ignored.
+        found: (N,) bool validity mask.
+        num_basis: K, the number of rank-one basis shapes; 1 <= K <= L - 4.
+        num_als_steps: ALS sweeps of the two-step fit (D and alpha with cameras fixed).
+        num_refine_steps: joint-refinement sweeps; 0 gives the paper's two-step result.
+        tolerance: stop a phase early when a sweep lowers the error by less than this fraction.
+        nose_index: landmark that must face the camera (default: `nrsfm.facing` rule).
+        chunk_size: samples per chunk when accumulating the Gram matrix (bounds memory).
+    Returns:
+        The model (buffers in the landmarks' dtype and device; metadata with ``rmse``,
+        ``rmse_two_step``, ``num_samples`` and more) and q (N, 8 + K), NaN rows where not found.
+    """
+    landmarks = torch.as_tensor(landmarks)
+    found = torch.as_tensor(found, device=landmarks.device)
+    points = _validated_points(landmarks, found, num_basis)
+    num_samples, num_landmarks, _ = points.shape
+    num_rows = 3 + num_basis
+
+    translation = points.mean(-2)
+    centred = points - translation[:, None, :]
+    rows, total_energy = _principal_rows(centred, num_rows, chunk_size)
+    reduced = torch.einsum("nlc,rl->ncr", centred, rows.to(centred.dtype)).to(torch.float64)
+    energy_outside = (total_energy - reduced.square().sum()).clamp_min(0.0)
+
+    factors = _two_step(reduced, num_basis, num_als_steps, tolerance)
+    error_two_step = factors.squared_error(reduced)
+    if num_refine_steps > 0:
+        factors = _refine(factors, reduced, num_refine_steps, tolerance)
+    error = factors.squared_error(reduced)
+    factors = _fix_gauges(factors, rows, nose_index)
+
+    num_values = num_samples * num_landmarks * 2
+    intrinsics, rotation = camera_to_intrinsics_rotation(factors.cameras)
+    theta = matrix_to_euler_angles(rotation)
+    camera_params = torch.stack((intrinsics[:, 0, 0], intrinsics[:, 0, 1], intrinsics[:, 1, 1]), -1)
+    q_found = torch.cat((camera_params, theta, factors.alpha, translation.to(torch.float64)), -1)
+
+    dtype = landmarks.dtype
+    q = torch.full((len(found), 8 + num_basis), float("nan"), dtype=dtype, device=landmarks.device)
+    q[found] = q_found.to(dtype)
+    basis = factors.basis_rows @ rows
+    gram = basis @ basis.T
+    metadata = {
+        "num_landmarks": num_landmarks,
+        "num_basis": num_basis,
+        "num_samples": num_samples,
+        "rmse": float(((error + energy_outside) / num_values).sqrt()),
+        "rmse_two_step": float(((error_two_step + energy_outside) / num_values).sqrt()),
+        "nose_index": nose_tip_index((factors.mean_rows @ rows).T, nose_index),
+        "basis_orthogonality_error": float((gram - torch.eye(num_basis, dtype=gram.dtype, device=gram.device)).abs().max()),
+        "rmse_definition": "sqrt(mean over found samples, landmarks and x/y of squared error), normalised image units",
+    }
+    model = NRSfMModel(
+        mean_shape=(factors.mean_rows @ rows).T.to(dtype),
+        directions=factors.directions.T.to(dtype),
+        basis=basis.to(dtype),
+        q_mean=q_found.mean(0).to(dtype),
+        q_std=q_found.std(0).clamp_min(MIN_STD).to(dtype) if num_samples > 1 else torch.ones_like(q_found[0]).to(dtype),
+        metadata=metadata,
+    )
+    return model, q
+
+
+def _validated_points(landmarks: torch.Tensor, found: torch.Tensor, num_basis: int) -> torch.Tensor:
+    """Check the inputs; return the found landmarks (N_found, L, 2)."""
+    sizes = check_shape(landmarks, ("N", "L", 2), "landmarks")
+    check_shape(found, (sizes["N"],), "found")
+    if not landmarks.is_floating_point():
+        raise ValueError(f"landmarks must be float32 or float64, got {landmarks.dtype}")
+    if found.dtype != torch.bool:
+        raise ValueError(f"found must be a bool mask, got {found.dtype}")
+    num_landmarks = sizes["L"]
+    if not 1 <= num_basis <= num_landmarks - 4:
+        raise ValueError(
+            f"num_basis={num_basis} must be between 1 and L - 4 = {num_landmarks - 4} "
+            "(3 dimensions go to the rigid shape, 1 to translation); use fewer basis shapes"
+        )
+    num_found = int(found.sum())
+    if num_found == 0:
+        raise ValueError("no sample has found=True; the dataset holds no detected faces to fit")
+    if num_found < 3:
+        raise ValueError(f"only {num_found} samples have found=True; the factorization needs at least 3")
+    points = landmarks[found]
+    check_finite(points, "landmarks of found samples")
+    return points
+
+
+def _principal_rows(centred: torch.Tensor, num_rows: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top right singular vectors of the measurement matrix via its float64 Gram matrix.
+
+    Args:
+        centred: (N, L, 2) centred landmarks.
+    Returns:
+        rows (num_rows, L) float64, orthonormal, by decreasing singular value; total energy (scalar).
+    """
+    num_landmarks = centred.shape[1]
+    gram = torch.zeros(num_landmarks, num_landmarks, dtype=torch.float64, device=centred.device)
+    for chunk in centred.split(chunk_size):
+        measurement = chunk.to(torch.float64).transpose(1, 2).reshape(-1, num_landmarks)
+        gram += measurement.T @ measurement
+    _, vectors = torch.linalg.eigh(gram)
+    return vectors[:, -num_rows:].flip(-1).T.contiguous(), gram.trace()
+
+
+def _metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
+    """Q (3, 3) such that the rows of every M_n Q are orthogonal and of equal norm (least squares).
+
+    Args:
+        cameras: (N, 2, 3) affine cameras.
+    """
+    m1, m2 = cameras.unbind(-2)
+
+    def coefficients(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a^T G b as a linear function of G's (g11, g12, g13, g22, g23, g33): (N, 6)."""
+        return torch.stack((
+            a[:, 0] * b[:, 0], a[:, 0] * b[:, 1] + a[:, 1] * b[:, 0], a[:, 0] * b[:, 2] + a[:, 2] * b[:, 0],
+            a[:, 1] * b[:, 1], a[:, 1] * b[:, 2] + a[:, 2] * b[:, 1], a[:, 2] * b[:, 2],
+        ), -1)
+
+    system = torch.cat((coefficients(m1, m1) - coefficients(m2, m2), coefficients(m1, m2)))
+    _, vectors = torch.linalg.eigh(system.T @ system)
+    g = vectors[:, 0]
+    gram = torch.stack((g[[0, 1, 2]], g[[1, 3, 4]], g[[2, 4, 5]]))
+    values, axes = torch.linalg.eigh(gram)
+    if values.sum() < 0:
+        values = -values
+    if bool((values <= 1e-12 * values.abs().max()).any()):
+        raise ValueError(
+            "the metric upgrade failed: the cameras do not constrain a Euclidean frame "
+            "(too little pose variation among the samples?); use samples with varied head poses"
+        )
+    return axes * values.sqrt()
+
+
+def _two_step(reduced: torch.Tensor, num_basis: int, num_steps: int, tolerance: float) -> _Factors:
+    """Rigid fit with metric upgrade, non-rigid rows, and ALS for D and alpha (cameras, B0 fixed)."""
+    num_rows = reduced.shape[-1]
+    eye = torch.eye(num_rows, dtype=reduced.dtype, device=reduced.device)
+    upgrade = _metric_upgrade(reduced[..., :3])
+    cameras = reduced[..., :3] @ upgrade
+    mean_rows = torch.linalg.solve(upgrade, eye[:3])
+    basis_rows = eye[3:]
+    residual = reduced[..., 3:]  # (N, 2, K) = residual projected on each b_k, since B0's rows are the first 3
+    directions = _initial_directions(cameras, residual)
+    alpha = _solve_alpha_two_step(cameras, directions, residual)
+    previous = None
+    for _ in range(num_steps):
+        directions, alpha = _normalised(_solve_directions_two_step(cameras, alpha, residual), alpha)
+        alpha = _solve_alpha_two_step(cameras, directions, residual)
+        error = (residual - alpha[:, None, :] * (cameras @ directions)).square().sum()
+        if previous is not None and previous - error <= tolerance * previous:
+            break
+        previous = error
+    return _Factors(cameras, mean_rows, directions, basis_rows, alpha)
+
+
+def _initial_directions(cameras: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Deterministic start for D (3, K): top eigenvector of the lifted residuals M_n^+ c_nk."""
+    lifted = torch.linalg.pinv(cameras) @ residual  # (N, 3, K)
+    scatter = torch.einsum("nak,nbk->kab", lifted, lifted)
+    _, vectors = torch.linalg.eigh(scatter)
+    return vectors[..., -1].T.contiguous()
+
+
+def _solve_alpha_two_step(cameras: torch.Tensor, directions: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """alpha_nk = (M_n d_k) . c_nk / |M_n d_k|^2: (N, K)."""
+    projected = cameras @ directions  # (N, 2, K)
+    return (projected * residual).sum(1) / projected.square().sum(1).clamp_min(1e-30)
+
+
+def _solve_directions_two_step(cameras: torch.Tensor, alpha: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """d_k = (sum_n alpha_nk^2 M_n^T M_n)^-1 sum_n alpha_nk M_n^T c_nk: (3, K)."""
+    normal = torch.einsum("nk,nca,ncb->kab", alpha.square(), cameras, cameras)
+    rhs = torch.einsum("nk,nca,nck->ka", alpha, cameras, residual)
+    return torch.linalg.solve(normal, rhs).T
+
+
+def _normalised(directions: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit columns of D (3, K); the norms move into alpha (N, K)."""
+    norms = torch.linalg.vector_norm(directions, dim=0).clamp_min(1e-30)
+    return directions / norms, alpha * norms
+
+
+def _refine(factors: _Factors, reduced: torch.Tensor, num_steps: int, tolerance: float) -> _Factors:
+    """Joint ALS over cameras, alpha, (B0, b_k) and D; never increases the error."""
+    previous = factors.squared_error(reduced)
+    for _ in range(num_steps):
+        factors.cameras = _solve_cameras(factors, reduced)
+        factors.alpha = _solve_alpha(factors, reduced)
+        factors.mean_rows, factors.basis_rows = _solve_rows(factors, reduced)
+        factors.directions = _solve_directions(factors, reduced)
+        factors = _unit_factors(factors)
+        error = factors.squared_error(reduced)
+        if previous - error <= tolerance * previous:
+            break
+        previous = error
+    return factors
+
+
+def _solve_cameras(factors: _Factors, reduced: torch.Tensor) -> torch.Tensor:
+    """M_n = Y_n S_n^T (S_n S_n^T)^-1: (N, 2, 3), with the 3x3 inverses in closed form."""
+    shapes = factors.shapes()
+    return reduced @ shapes.transpose(1, 2) @ inverse_3x3(shapes @ shapes.transpose(1, 2))
+
+
+def _solve_alpha_two_step(cameras: torch.Tensor, directions: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """alpha_nk = (M_n d_k) . c_nk / |M_n d_k|^2: (N, K)."""
+    projected = cameras @ directions  # (N, 2, K)
+    return (projected * residual).sum(1) / projected.square().sum(1).clamp_min(1e-30)
+
+
+def _solve_directions_two_step(cameras: torch.Tensor, alpha: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """d_k = (sum_n alpha_nk^2 M_n^T M_n)^-1 sum_n alpha_nk M_n^T c_nk: (3, K)."""
+    normal = torch.einsum("nk,nca,ncb->kab", alpha.square(), cameras, cameras)
+    rhs = torch.einsum("nk,nca,nck->ka", alpha, cameras, residual)
+    return torch.linalg.solve(normal, rhs).T
+
+
+def _normalised(directions: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit columns of D (3, K); the norms move into alpha (N, K)."""
+    norms = torch.linalg.vector_norm(directions, dim=0).clamp_min(1e-30)
+    return directions / norms, alpha * norms
+
+
+def _refine(factors: _Factors, reduced: torch.Tensor, num_steps: int, tolerance: float) -> _Factors:
+    """Joint ALS over cameras, alpha, (B0, b_k) and D; never increases the error."""
+    previous = factors.squared_error(reduced)
+    for _ in range(num_steps):
+        factors.cameras = _solve_cameras(factors, reduced)
+        factors.alpha = _solve_alpha(factors, reduced)
+        factors.mean_rows, factors.basis_rows = _solve_rows(factors, reduced)
+        factors.directions = _solve_directions(factors, reduced)
+        factors = _unit_factors(factors)
+        error = factors.squared_error(reduced)
+        if previous - error <= tolerance * previous:
+            break
+        previous = error
+    return factors
+
+
+def _solve_cameras(factors: _Factors, reduced: torch.Tensor) -> torch.Tensor:
+    """M_n = Y_n S_n^T (S_n S_n^T)^-1: (N, 2, 3), with the 3x3 inverses in closed form."""
+    shapes = factors.shapes()
+    return reduced @ shapes.transpose(1, 2) @ inverse_3x3(shapes @ shapes.transpose(1, 2))
+
+
+def _inverse_3x3(matrix: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) -> inverses by the adjugate formula (elementwise, fast for large batches)."""
+    a = matrix
+    cofactor = lambda i, j: (  # noqa: E731 - signed minor of entry (i, j)
+        a[..., (i + 1) % 3, (j + 1) % 3] * a[..., (i + 2) % 3, (j + 2) % 3]
+        - a[..., (i + 1) % 3, (j + 2) % 3] * a[..., (i + 2) % 3, (j + 1) % 3]
+    )
+    adjugate = torch.stack([torch.stack([cofactor(j, i) for j in range(3)], -1) for i in range(3)], -2)
+    determinant = (a[..., 0, :] * adjugate[..., :, 0]).sum(-1)
+    return adjugate / determinant[..., None, None]
+
+
+def _solve_alpha(factors: _Factors, reduced: torch.Tensor) -> torch.Tensor:
+    """One Gauss-Seidel sweep over k of exact per-coordinate minimisation for alpha: (N, K).
+
+    Each update alpha_nk += u_nk^T R_n F_k^T / (|u_nk|^2 |F_k|^2), u_nk = M_n d_k, R_n the current
+    residual; exact when the b_k are orthonormal and never increases the error otherwise.
+    """
+    projected = factors.cameras @ factors.directions  # (N, 2, K)
+    residual = reduced - factors.cameras @ factors.shapes()  # (N, 2, r)
+    row_norms = factors.basis_rows.square().sum(-1)
+    alpha = factors.alpha.clone()
+    for k in range(alpha.shape[1]):
+        step = torch.einsum("nc,ncr,r->n", projected[..., k], residual, factors.basis_rows[k])
+        step = step / (projected[..., k].square().sum(-1) * row_norms[k]).clamp_min(1e-30)
+        alpha[:, k] += step
+        residual -= step[:, None, None] * projected[..., k, None] * factors.basis_rows[k]
+    return alpha
+
+
+def _solve_rows(factors: _Factors, reduced: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """B0 and b_k rows (E (3, r), F (K, r)) jointly given cameras, D and alpha: one shared solve."""
+    projected = factors.cameras @ factors.directions  # (N, 2, K)
+    design = torch.cat((factors.cameras, factors.alpha[:, None, :] * projected), -1)  # (N, 2, 3 + K)
+    normal = torch.einsum("nci,ncj->ij", design, design)
+    rhs = torch.einsum("nci,ncr->ir", design, reduced)
+    solution = torch.linalg.solve(normal, rhs)
+    return solution[:3], solution[3:]
+
+
+def _solve_directions(factors: _Factors, reduced: torch.Tensor) -> torch.Tensor:
+    """D (3, K) given cameras, B0, b and alpha: one 3K x 3K least-squares solve."""
+    num_basis = factors.alpha.shape[1]
+    camera_gram = factors.cameras.transpose(1, 2) @ factors.cameras  # (N, 3, 3)
+    basis_gram = factors.basis_rows @ factors.basis_rows.T
+    normal = torch.einsum("nk,nl,nab->kalb", factors.alpha, factors.alpha, camera_gram) * basis_gram[:, None, :, None]
+    residual = reduced - factors.cameras @ factors.mean_rows
+    rhs = torch.einsum("nk,nca,ncr,kr->ka", factors.alpha, factors.cameras, residual, factors.basis_rows)
+    solution = torch.linalg.solve(normal.reshape(3 * num_basis, 3 * num_basis), rhs.reshape(-1))
+    return solution.reshape(num_basis, 3).T
+
+
+def _unit_factors(factors: _Factors) -> _Factors:
+    """Unit d_k and b_k rows (norms into alpha) and zero-mean alpha (mean into B0)."""
+    directions, alpha = _normalised(factors.directions, factors.alpha)
+    row_norms = torch.linalg.vector_norm(factors.basis_rows, dim=1).clamp_min(1e-30)
+    basis_rows = factors.basis_rows / row_norms[:, None]
+    alpha = alpha * row_norms
+    alpha_mean = alpha.mean(0)
+    mean_rows = factors.mean_rows + torch.einsum("k,ak,kr->ar", alpha_mean, directions, basis_rows)
+    return _Factors(factors.cameras, mean_rows, directions, basis_rows, alpha - alpha_mean)
+
+
+def _transformed(factors: _Factors, transform: torch.Tensor) -> _Factors:
+    """Apply an invertible 3x3 change of 3D frame: shapes -> T shapes, cameras -> M T^-1."""
+    return _Factors(
+        cameras=torch.linalg.solve(transform.T, factors.cameras.transpose(1, 2)).transpose(1, 2),
+        mean_rows=transform @ factors.mean_rows,
+        directions=transform @ factors.directions,
+        basis_rows=factors.basis_rows,
+        alpha=factors.alpha,
+    )
+
+
+def _fix_gauges(factors: _Factors, rows: torch.Tensor, nose_index: int | None) -> _Factors:
+    """Euclidean frame, zero-mean alpha, facing frame, nose toward camera, unit mean scale, signs."""
+    upgrade = _metric_upgrade(factors.cameras)
+    factors = _unit_factors(_transformed(factors, torch.linalg.inv(upgrade)))
+    _, rotation = camera_to_intrinsics_rotation(factors.cameras)
+    factors = _transformed(factors, nearest_rotation(rotation.sum(0)))
+    if not faces_camera((factors.mean_rows @ rows).T, nose_index):
+        mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=rows.dtype, device=rows.device))
+        factors = _transformed(factors, mirror)
+    intrinsics, _ = camera_to_intrinsics_rotation(factors.cameras)
+    scale = (intrinsics[:, 0, 0] + intrinsics[:, 1, 1]).mean() / 2
+    factors = _transformed(factors, scale * torch.eye(3, dtype=rows.dtype, device=rows.device))
+    factors = _unit_factors(factors)
+    basis = factors.basis_rows @ rows
+    basis_sign = _sign_of_largest(basis, dim=1)
+    direction_sign = _sign_of_largest(factors.directions, dim=0)
+    return _Factors(
+        factors.cameras,
+        factors.mean_rows,
+        factors.directions * direction_sign,
+        factors.basis_rows * basis_sign[:, None],
+        factors.alpha * basis_sign * direction_sign,
+    )
+
+
+def _sign_of_largest(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """+1/-1 per slice along `dim`: the sign of its largest-magnitude entry."""
+    index = values.abs().argmax(dim, keepdim=True)
+    sign = torch.sign(values.gather(dim, index)).squeeze(dim)
+    return torch.where(sign == 0, torch.ones_like(sign), sign)
