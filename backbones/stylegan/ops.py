@@ -5,9 +5,8 @@ Conventions (as NVIDIA's `torch_utils.ops`):
 - FIR filters are float32, either separable (K,) or full (K, K); `None` is the identity filter;
 - padding is (x_before, x_after, y_before, y_after) in pixels of the upsampled image, negative
   values crop;
-- `flip_filter=False` means true convolution (the filter is flipped before the correlation that
-  `torch.nn.functional.conv2d` computes). The designed filters are symmetric, so it only decides
-  the summation order.
+- filtering is true convolution (NVIDIA's `flip_filter=False`); the designed filters are
+  symmetric, so this only fixes the summation order.
 """
 from __future__ import annotations
 
@@ -65,42 +64,47 @@ def upfirdn2d(
     down: int = 1,
     padding: Sequence[int] = (0, 0, 0, 0),
     gain: float = 1.0,
-    flip_filter: bool = False,
 ) -> torch.Tensor:
-    """Upsample by zero insertion, pad, FIR-filter, downsample by dropping samples.
+    """Upsample by zero insertion, pad, FIR-filter (true convolution), keep every `down`-th sample.
+
+    Computed without materialising the zeros or the dropped samples: upsampling is a transposed
+    convolution with stride `up` (cropped/padded to the requested window), downsampling a strided
+    convolution; separable filters run as two 1-D passes.
 
     Args:
         x: (B, C, H, W).
         fir: (K,) separable or (K, K) filter, or None for the identity.
         up, down: integer factors.
-        padding: (x0, x1, y0, y1), negative crops.
+        padding: (x0, x1, y0, y1) applied to the upsampled signal, negative crops.
         gain: overall gain (a separable filter gets sqrt(gain) per pass).
     Returns:
         (B, C, H', W') with H' = (H * up + y0 + y1 - K + 1 + down - 1) // down (same for W).
     """
-    batch_size, num_channels, height, width = x.shape
     if fir is None:
         fir = torch.ones([1, 1], dtype=torch.float32, device=x.device)
-    pad_x0, pad_x1, pad_y0, pad_y1 = (int(p) for p in padding)
-    if up > 1:
-        x = x.reshape(batch_size, num_channels, height, 1, width, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(batch_size, num_channels, height * up, width * up)
-    x = F.pad(x, [max(pad_x0, 0), max(pad_x1, 0), max(pad_y0, 0), max(pad_y1, 0)])
-    x = x[:, :, max(-pad_y0, 0): x.shape[2] - max(-pad_y1, 0), max(-pad_x0, 0): x.shape[3] - max(-pad_x1, 0)]
-
     fir = (fir * (gain ** (fir.ndim / 2))).to(x.dtype)
-    if not flip_filter:
-        fir = fir.flip(list(range(fir.ndim)))
-    fir = fir[None, None].repeat([num_channels, 1] + [1] * fir.ndim)
-    if fir.ndim == 4:
-        x = F.conv2d(x, fir, groups=num_channels)
-    else:
-        x = F.conv2d(x, fir.unsqueeze(2), groups=num_channels)
-        x = F.conv2d(x, fir.unsqueeze(3), groups=num_channels)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    pad_x0, pad_x1, pad_y0, pad_y1 = (int(p) for p in padding)
+    if fir.ndim == 2:
+        return _fir_pass(x, fir, (up, up), (down, down), (pad_x0, pad_x1, pad_y0, pad_y1))
+    x = _fir_pass(x, fir[None, :], (1, up), (1, down), (pad_x0, pad_x1, 0, 0))
+    return _fir_pass(x, fir[:, None], (up, 1), (down, 1), (0, 0, pad_y0, pad_y1))
+
+
+def _fir_pass(
+    x: torch.Tensor, fir: torch.Tensor, up: tuple[int, int], down: tuple[int, int], padding: tuple[int, int, int, int]
+) -> torch.Tensor:
+    """One depthwise pass of filter (Kh, Kw) with factors up/down given as (y, x)."""
+    num_channels = x.shape[1]
+    taps_y, taps_x = fir.shape
+    weight = fir[None, None].repeat([num_channels, 1, 1, 1])
+    pad_x0, pad_x1, pad_y0, pad_y1 = padding
+    if up == (1, 1):
+        x = F.pad(x, [pad_x0, pad_x1, pad_y0, pad_y1])
+        return F.conv2d(x, weight.flip([2, 3]), stride=down, groups=num_channels)
+    # Zero insertion, padding and convolution together are a transposed convolution, re-windowed.
+    x = F.conv_transpose2d(x, weight, stride=up, groups=num_channels)
+    x = F.pad(x, [pad_x0 - taps_x + 1, up[1] + pad_x1 - taps_x, pad_y0 - taps_y + 1, up[0] + pad_y1 - taps_y])
+    return x[:, :, :: down[0], :: down[1]] if down != (1, 1) else x
 
 
 def upsample2d(x: torch.Tensor, fir: torch.Tensor, up: int = 2) -> torch.Tensor:
