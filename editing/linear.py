@@ -96,12 +96,16 @@ def linear_edit(
 
 
 def _minimum_norm_step(jacobian: torch.Tensor, residual: torch.Tensor, damping: float) -> torch.Tensor:
-    """(B, C, P) and (B, C) -> (B, P): J^+ r, or J^T (J J^T + lambda I)^-1 r when damped."""
-    if damping == 0:
-        return (torch.linalg.pinv(jacobian) @ residual[..., None])[..., 0]
-    gram = jacobian @ jacobian.transpose(-1, -2)
+    """(B, C, P) and (B, C) -> (B, P): J^T (J J^T + lambda I)^+ r, which is J^+ r when lambda = 0.
+
+    Works through the small (C, C) Gram matrix in float64 (J^+ = J^T (J J^T)^+ holds for any J), which
+    is far faster than an SVD of J and keeps rank-deficient rows harmless.
+    """
+    jacobian64 = jacobian.double()
+    gram = jacobian64 @ jacobian64.transpose(-1, -2)
     gram = gram + damping * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    return (jacobian.transpose(-1, -2) @ torch.linalg.solve(gram, residual[..., None]))[..., 0]
+    step = jacobian64.transpose(-1, -2) @ (torch.linalg.pinv(gram, hermitian=True) @ residual.double()[..., None])
+    return step[..., 0].to(jacobian.dtype)
 
 
 def _single_sample(regressor: nn.Module, sample_shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor]:
