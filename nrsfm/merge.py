@@ -29,4 +29,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from nrsfm import merge  # the importable module's function, so launchers can pickle it
+
+    merge.main()

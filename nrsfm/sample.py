@@ -36,6 +36,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from tqdm import tqdm
 
 import conf
@@ -46,7 +47,7 @@ from nrsfm.errors import UserError, exit_on_user_error
 FORMAT_VERSION = 1
 VERSIONED_PACKAGES = ("rankone-edit", "torch", "numpy", "h5py", "dlib-bin", "mediapipe")
 # Config entries that change the stored data (or its chunking); the rest (out, num_workers, ...) do not.
-DATA_KEYS = ("generator", "landmarks", "num_samples", "seed", "shard", "num_shards", "truncation_psi", "save_ws", "batch_size", "chunk_size")
+DATA_KEYS = ("generator", "landmarks", "num_samples", "seed", "shard", "num_shards", "truncation_psi", "noise_mode", "save_ws", "batch_size", "chunk_size")
 OUTER_EYE_CORNERS = (36, 45)
 PREVIEW_GRID = 4
 
@@ -115,14 +116,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def dataset_metadata(generator, detector, seed_start: int, num_samples: int, truncation_psi: float, save_ws: bool, config: Mapping[str, Any]) -> dict[str, Any]:
+def dataset_metadata(generator, detector, seed_start: int, num_samples: int, truncation_psi: float, noise_mode: str, save_ws: bool, config: Mapping[str, Any]) -> dict[str, Any]:
     """The ``metadata`` attribute of a dataset (also the fingerprint of its chunks)."""
     return {
         "format_version": FORMAT_VERSION,
         "generator": generator.name,
         "generator_checksum": generator.checksum(),
         "truncation_psi": float(truncation_psi),
-        "noise_mode": "const",
+        "noise_mode": noise_mode,
         "detector": detector.name,
         "num_landmarks": detector.num_landmarks,
         "image_size": [generator.img_resolution, generator.img_resolution],
@@ -168,6 +169,15 @@ class InlineExecutor:
         return None
 
 
+def can_spawn_workers() -> bool:
+    """False inside a joblib (loky) launcher job, whose processes cannot spawn plain multiprocessing
+    children; there each shard detects in its own process and the launcher runs shards in parallel."""
+    if multiprocessing.get_start_method(allow_none=True) in (None, "spawn", "fork", "forkserver"):
+        return True
+    print("note: running inside a joblib job: detecting in this process (parallelism comes from the shards)", file=sys.stderr)
+    return False
+
+
 class WorkerPool:
     """`num_workers` spawned processes, each holding its own copy of `detector`."""
 
@@ -183,12 +193,12 @@ class WorkerPool:
 
 
 # ---------------------------------------------------------------------------------------------
-def render_batch(generator, seeds: np.ndarray, truncation_psi: float, save_ws: bool) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+def render_batch(generator, seeds: np.ndarray, truncation_psi: float, save_ws: bool, noise_mode: str = "const") -> tuple[dict[str, np.ndarray], torch.Tensor]:
     """Seeds (B,) -> (rows without detections: seeds, z (B, z_dim), w (B, w_dim)[, ws][, truth.*]; images (B, 3, R, R))."""
     with torch.no_grad():
         z = generator.z_from_seeds(seeds)
         ws = generator.mapping(z, truncation_psi)
-        images = generator.synthesis(ws, noise_mode="const")
+        images = generator.synthesis(ws, noise_mode=noise_mode)
         rows = {"seeds": seeds.astype(np.int64), "z": z.cpu().numpy(), "w": ws[:, 0].cpu().numpy()}
         if save_ws:
             rows["ws"] = ws.cpu().numpy()
@@ -223,6 +233,7 @@ def sample_dataset(
     num_samples: int,
     *,
     truncation_psi: float = 1.0,
+    noise_mode: str = "const",
     save_ws: bool = False,
     batch_size: int = 16,
     chunk_size: int = 500,
@@ -245,7 +256,7 @@ def sample_dataset(
     if batch_size < 1 or chunk_size < 1 or num_workers < 0:
         raise ValueError(f"need batch_size >= 1, chunk_size >= 1, num_workers >= 0; got {batch_size}, {chunk_size}, {num_workers}")
     out = Path(out)
-    metadata = dataset_metadata(generator, detector, seed_start, num_samples, truncation_psi, save_ws, config or {})
+    metadata = dataset_metadata(generator, detector, seed_start, num_samples, truncation_psi, noise_mode, save_ws, config or {})
     fingerprint = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
     if out.exists():
         if read_metadata(out) == metadata:
@@ -263,7 +274,7 @@ def sample_dataset(
     image_size = (generator.img_resolution, generator.img_resolution)
     done = num_samples - sum(chunk.stop - chunk.start for chunk in todo)
     bar = tqdm(total=num_samples, initial=done, unit="img", desc=f"sampling {detector.name}", disable=not progress, dynamic_ncols=True)
-    executor = WorkerPool(detector, num_workers) if num_workers > 0 and todo else InlineExecutor(detector)
+    executor = WorkerPool(detector, num_workers) if num_workers > 0 and todo and can_spawn_workers() else InlineExecutor(detector)
     window = 2 * max(num_workers, 1)
     pending: deque = deque()
     collected: dict[int, list] = {}
@@ -286,7 +297,7 @@ def sample_dataset(
         for chunk in todo:
             for start in range(chunk.start, chunk.stop, batch_size):
                 seeds = np.arange(start, min(start + batch_size, chunk.stop), dtype=np.int64)
-                rows, images = render_batch(generator, seeds, truncation_psi, save_ws)
+                rows, images = render_batch(generator, seeds, truncation_psi, save_ws, noise_mode)
                 pending.append((chunk, rows, executor.submit(images_to_uint8(images))))
                 while len(pending) > window:
                     collect()
@@ -338,13 +349,13 @@ def summarise(path: Path) -> dict[str, Any]:
     return summary
 
 
-def save_preview(generator, path: Path, truncation_psi: float, dataset: Path) -> Path:
-    """A 4x4 grid of the dataset's first samples with their detected landmarks (green dots), as PNG."""
+def save_preview(generator, path: Path, dataset: Path, truncation_psi: float, noise_mode: str = "const") -> Path:
+    """A 4x4 grid of the dataset's first samples with their detected landmarks (green dots; red frame: no face), as PNG."""
     from PIL import Image, ImageDraw
 
     samples = read_samples(dataset)
     count = min(PREVIEW_GRID * PREVIEW_GRID, len(samples))
-    _, images = render_batch(generator, samples.seeds[:count], truncation_psi, save_ws=False)
+    _, images = render_batch(generator, samples.seeds[:count], truncation_psi, False, noise_mode)
     tiles = images_to_uint8(images)
     tile_size = min(256, tiles.shape[1])
     grid = Image.new("RGB", (PREVIEW_GRID * tile_size, PREVIEW_GRID * tile_size))
@@ -355,7 +366,8 @@ def save_preview(generator, path: Path, truncation_psi: float, dataset: Path) ->
             for x, y in samples.landmarks[index] * tile_size:
                 draw.ellipse((x - 1.5, y - 1.5, x + 1.5, y + 1.5), fill=(0, 255, 0))
         else:
-            draw.text((4, 4), "no face", fill=(255, 0, 0))
+            draw.rectangle((0, 0, tile_size - 1, tile_size - 1), outline=(255, 0, 0), width=3)
+            draw.text((6, 6), "no face", fill=(255, 0, 0))
         grid.paste(tile, ((index % PREVIEW_GRID) * tile_size, (index // PREVIEW_GRID) * tile_size))
     tmp = path.with_name(f".{path.name}.tmp")
     grid.save(tmp, format="PNG")
@@ -363,11 +375,22 @@ def save_preview(generator, path: Path, truncation_psi: float, dataset: Path) ->
     return path
 
 
+def check_config_complete(cfg: DictConfig) -> None:
+    """UserError naming the first missing (``???``) or unresolvable config value."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as error:
+        raise UserError(f"config value {error.full_key} is missing; set it on the command line ({error.full_key}=...)") from error
+    except OmegaConfBaseException as error:
+        raise UserError(f"invalid config: {str(error).splitlines()[0]}") from error
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Sample the dataset `cfg` describes (see conf/sample.yaml); returns `summarise`'s numbers."""
+    check_config_complete(cfg)
     seed_start, seed_stop = shard_seed_range(cfg.seed, cfg.num_samples, cfg.shard, cfg.num_shards)
-    generator = build(cfg.generator, "generator")
     detector = build(cfg.landmarks, "landmark detector")
+    generator = build(cfg.generator, "generator")
     out = Path(cfg.out) if cfg.out is not None else default_dataset_path(cfg, generator)
     sample_dataset(
         generator,
@@ -376,6 +399,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         seed_start,
         seed_stop - seed_start,
         truncation_psi=cfg.truncation_psi,
+        noise_mode=cfg.noise_mode,
         save_ws=cfg.save_ws,
         batch_size=cfg.batch_size,
         chunk_size=cfg.chunk_size,
@@ -385,7 +409,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     summary = summarise(out)
     if cfg.preview:
-        summary["preview"] = str(save_preview(generator, out.with_suffix(".png"), cfg.truncation_psi, out))
+        summary["preview"] = str(save_preview(generator, out.with_suffix(".png"), out, cfg.truncation_psi, cfg.noise_mode))
     print(format_summary(summary))
     return summary
 
@@ -408,6 +432,8 @@ def check_group_choices(argv: list[str], groups: tuple[str, ...] = ("generator",
 
     (Hydra's own message for this spans many lines.) Handles ``group=a`` and multirun ``group=a,b``.
     """
+    if any(argument.split("=")[0] in ("-cd", "--config-dir", "-cp", "--config-path") for argument in argv):
+        return  # configs may come from elsewhere; Hydra reports unknown ones itself
     conf_dir = Path(conf.__file__).parent
     for argument in argv:
         group, _, value = argument.lstrip("+~").partition("=")
@@ -426,6 +452,10 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    # Call the function of the importable module, not of __main__: launchers (joblib, submitit) and
+    # spawned detection workers pickle functions by module name.
+    from nrsfm import sample
+
     with exit_on_user_error():
-        check_group_choices(sys.argv[1:])
-    main()
+        sample.check_group_choices(sys.argv[1:])
+    sample.main()
