@@ -64,6 +64,7 @@ def gradient_edit(
         target: EditTarget with q (B, D) and constrained (D,).
         generator: a `Generator`; needed when lambda_id > 0.
         identity: an `IdentityNetwork` (``embed(images) -> (B, E)`` unit rows); needed when lambda_id > 0.
+            One with ``embedding_dim == 0`` (``identity=none``) switches the identity term off.
         num_steps, learning_rate: Adam schedule.
         lambda_id, lambda_latent: weights of the identity and latent-distance terms (>= 0).
         weights: (D,) per-entry weights of the attribute term; default `default_weights`.
@@ -81,6 +82,8 @@ def gradient_edit(
         raise ValueError(f"lambda_id and lambda_latent must be >= 0, got {lambda_id} and {lambda_latent}")
     if lambda_id > 0 and (generator is None or identity is None):
         raise ValueError("lambda_id > 0 needs a generator and an identity network; pass both or set lambda_id=0")
+    if identity is not None and identity.embedding_dim == 0:
+        lambda_id = 0.0  # identity=none: the term is off, so G need not run
     weights = default_weights(target, regressor) if weights is None else weights
     check_shape(weights, (regressor.nrsfm.layout.dim,), "weights")
     weights, goal = weights.to(latent0), target.q.to(latent0)

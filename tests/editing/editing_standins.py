@@ -35,6 +35,7 @@ class TinyRegressor(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.latent_space = latent_space
+        self.latent_shape = (num_ws, latent_dim) if latent_space == "w+" else (latent_dim,)
         self.nrsfm = random_nrsfm(dtype=dtype)
         self.metadata = {"latent_space": latent_space, "generator": "tiny"}
         in_dim = latent_dim * (num_ws if latent_space == "w+" else 1)
