@@ -65,7 +65,7 @@ class TinyGenerator(Generator):
         self.freeze()
 
     def mapping(self, z, truncation_psi=1.0):
-        w = torch.tanh(z @ self.mapping_matrix)
+        w = torch.tanh(z.to(self.mapping_matrix.dtype) @ self.mapping_matrix)
         w = self.w_avg + truncation_psi * (w - self.w_avg)
         return w[:, None].expand(-1, self.num_ws, -1)
 

@@ -1,0 +1,59 @@
+"""Where the faces to edit come from: seeds or latent files, expressed in the regressor's latent space.
+
+A face is named by an integer seed (NVIDIA's convention, `Generator.z_from_seeds`), a list of seeds,
+or the path of a `.npz` latent file with ``w`` (N, num_ws, w_dim) (`editing.outputs.load_latents`;
+NVIDIA's ``projected_w.npz`` works). Latents come out as (B, *S) in the requested space: z (B, z_dim),
+w (B, w_dim) or w+ (B, num_ws, w_dim).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from backbones.generator import Generator
+from editing.compatibility import latent_shape_of
+from editing.outputs import load_latents
+from nrsfm.errors import UserError
+
+
+def latents_from_seeds(generator: Generator, seeds: Sequence[int], latent_space: str, truncation_psi: float = 1.0) -> torch.Tensor:
+    """(B,) seeds -> latents (B, *S) in `latent_space` (w and w+ through the mapping network)."""
+    latent_shape_of(generator, latent_space)
+    if len(seeds) == 0:
+        raise ValueError("no seeds given; name at least one face, e.g. seeds=[7]")
+    with torch.no_grad():
+        z = generator.z_from_seeds(seeds)
+        if latent_space == "z":
+            return z
+        return generator.latent_from_ws(generator.mapping(z, truncation_psi), latent_space).clone()
+
+
+def latents_from_file(generator: Generator, path: str | Path, latent_space: str) -> torch.Tensor:
+    """Latent file with ``w`` (N, num_ws, w_dim) -> latents (N, *S) in "w" (first row) or "w+"."""
+    ws, _ = load_latents(path)
+    expected = (generator.num_ws, generator.w_dim)
+    if tuple(ws.shape[1:]) != expected:
+        raise UserError(f"{path} holds w of shape {tuple(ws.shape)}, but {generator.name} needs (N, {expected[0]}, {expected[1]}); "
+                        "give latents made with this generator")
+    if latent_space == "z":
+        raise UserError(f"{path} holds w latents, which have no z; use latent_space=w or w+ with a regressor for that space")
+    return generator.latent_from_ws(ws.to(generator.w_avg), latent_space)
+
+
+def resolve_faces(generator: Generator, faces: Any, latent_space: str, truncation_psi: float = 1.0) -> torch.Tensor:
+    """A seed, a list of seeds or a latent file path -> latents (B, *S) in `latent_space`."""
+    if isinstance(faces, bool) or faces is None:
+        raise UserError(f"cannot read faces from {faces!r}; give a seed (7), seeds ([1,2,3]) or a latent .npz file")
+    if isinstance(faces, int):
+        return latents_from_seeds(generator, [faces], latent_space, truncation_psi)
+    if isinstance(faces, (str, Path)):
+        text = str(faces)
+        if text.lstrip("-").isdigit():
+            return latents_from_seeds(generator, [int(text)], latent_space, truncation_psi)
+        return latents_from_file(generator, text, latent_space)
+    seeds = list(faces)
+    if not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds):
+        raise UserError(f"cannot read faces from {faces!r}; a list must hold integer seeds")
+    return latents_from_seeds(generator, seeds, latent_space, truncation_psi)
