@@ -40,6 +40,7 @@ def write_standin(
     miss_fraction: float = 0.05,
     image_size: tuple[int, int] = (256, 256),
     detector: str = "standin68",
+    store_ws: bool = True,
     seed: int = 0,
 ) -> StandinPaths:
     """Write `samples.h5`, `model.npz` and `attributes.npz` under `out_dir`.
@@ -47,6 +48,7 @@ def write_standin(
     Latents: z (N, z_dim) standard normal; w = 2 tanh(z A) + c (N, z_dim); ws (N, num_ws, z_dim) = w
     plus a small per-layer offset. Attributes q (N, 8 + K) = mu + sigma * tanh(w B) (plus a quadratic
     term), landmarks (N, L, 2) = R(q) + noise, with `miss_fraction` of rows marked not found.
+    `store_ws=False` leaves out `ws` (as the sampler does unless asked).
     """
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
@@ -93,7 +95,8 @@ def write_standin(
         f["seeds"] = seeds
         f["z"] = z.astype(np.float32)
         f["w"] = w.astype(np.float32)
-        f["ws"] = ws.astype(np.float32)
+        if store_ws:
+            f["ws"] = ws.astype(np.float32)
         f["landmarks"] = landmarks.astype(np.float32)
         f["found"] = found
         f["score"] = found.astype(np.float32)

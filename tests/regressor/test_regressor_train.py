@@ -78,7 +78,7 @@ def test_grid_and_optuna_sweeps(standin, tmp_path):
     common = [sys.executable, "-m", "regressor.train", f"data.samples={standin.samples}", f"data.nrsfm_dir={standin.nrsfm_dir}",
               f"paths.work_dir={tmp_path}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", *TINY]
     repo = Path(__file__).resolve().parents[2]
-    grid = subprocess.run([*common, "-m", "regressor.optimizer.lr=0.001,0.003", "regressor.width=16,32"],
+    grid = subprocess.run([*common[:3], "-m", *common[3:], "regressor.optimizer.lr=0.001,0.003", "regressor.width=16,32"],
                           capture_output=True, text=True, timeout=600, cwd=repo)
     assert grid.returncode == 0, grid.stderr[-3000:]
     assert len(list((tmp_path / "regressor").rglob("regressor.pt"))) == 4
