@@ -2,8 +2,9 @@
 
 A regressor is trained on one generator's latents in one latent space; used with another it gives
 meaningless edits without failing. `check_regressor_matches` turns that into a one-line error.
-It reads the regressor's ``metadata`` (``generator``: name, optionally ``generator_checksum``) and
-its ``latent_space`` and ``latent_shape``.
+It reads the regressor's ``metadata`` (``generator``: name, optionally ``generator_checksum``), the
+``generator_checksum`` its NRSfM model was fitted with (``nrsfm.metadata``, from the dataset), and its
+``latent_space`` and ``latent_shape``.
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ def check_regressor_matches(regressor: nn.Module, generator: nn.Module, latent_s
     trained_for = regressor.metadata.get("generator")
     if trained_for is not None and trained_for != generator.name:
         raise ValueError(f"the regressor was trained for generator {trained_for!r}, not {generator.name!r}; {RETRAIN}")
-    checksum = regressor.metadata.get("generator_checksum")
-    if checksum is not None and checksum != generator.checksum():
+    checksum = regressor.metadata.get("generator_checksum", regressor.nrsfm.metadata.get("generator_checksum"))
+    if checksum not in (None, "unknown") and checksum != generator.checksum():
         raise ValueError(f"the regressor was trained for other {generator.name} weights (checksum {checksum}, "
                          f"these are {generator.checksum()}); {RETRAIN}")
     if latent_space is not None and latent_space != regressor.latent_space:

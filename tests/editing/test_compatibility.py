@@ -23,6 +23,11 @@ def test_mismatches_are_one_line_errors(generator):
     with pytest.raises(ValueError, match="other tiny weights \\(checksum 0123"):
         check_regressor_matches(regressor, generator)
     regressor.metadata.pop("generator_checksum")
+    regressor.nrsfm.metadata["generator_checksum"] = "4567"
+    with pytest.raises(ValueError, match="checksum 4567"):
+        check_regressor_matches(regressor, generator)
+    regressor.nrsfm.metadata["generator_checksum"] = generator.checksum()
+    check_regressor_matches(regressor, generator)
     regressor.latent_shape = (8,)
     with pytest.raises(ValueError, match="latents of shape \\(8,\\), but tiny makes \\(16,\\)"):
         check_regressor_matches(regressor, generator)
