@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -71,6 +72,14 @@ def read_samples(path: str | Path) -> Samples:
     return Samples(**arrays, metadata=metadata, ws=ws, truth=truth)
 
 
+def describe_os_error(error: OSError) -> str:
+    """A short reason for a failed write ("No space left on device"), also for h5py's long messages."""
+    if error.errno:
+        return os.strerror(error.errno)
+    match = re.search(r"error message = '([^']+)'", str(error))
+    return match.group(1) if match else " ".join(str(error).split())[:200]
+
+
 def temporary_path(path: Path) -> Path:
     """The name a file is written under before it is renamed to `path` (same folder, hidden)."""
     return path.with_name(f".{path.name}.tmp")
@@ -92,7 +101,7 @@ def write_chunk_atomic(path: str | Path, arrays: Mapping[str, np.ndarray], finge
         tmp.replace(path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise UserError(f"could not write {path} ({error.strerror or error}); free disk space in {path.parent} or choose another out=") from error
+        raise UserError(f"could not write {path} ({describe_os_error(error)}); free disk space in {path.parent} or choose another out=") from error
 
 
 def read_chunk(path: str | Path, fingerprint: str) -> dict[str, np.ndarray] | None:
@@ -137,7 +146,7 @@ def write_samples_atomic(path: str | Path, blocks: Iterable[Mapping[str, np.ndar
         tmp.replace(path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise UserError(f"could not write {path} ({error.strerror or error}); free disk space in {path.parent} or choose another out=") from error
+        raise UserError(f"could not write {path} ({describe_os_error(error)}); free disk space in {path.parent} or choose another out=") from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -225,6 +225,14 @@ def finish_chunk(chunk: Rows, parts: list[tuple[dict, tuple]], image_size: tuple
     return rows
 
 
+def load_chunk(path: Path, fingerprint: str) -> dict[str, np.ndarray]:
+    """A finished chunk's arrays; UserError when it disappeared or was damaged since it was written."""
+    arrays = read_chunk(path, fingerprint)
+    if arrays is None:
+        raise UserError(f"chunk {path} is missing or damaged; run the same command again to recompute it")
+    return arrays
+
+
 def sample_dataset(
     generator,
     detector,
@@ -308,8 +316,7 @@ def sample_dataset(
     finally:
         executor.shutdown(cancel_futures=True)
         bar.close()
-    blocks = (read_chunk(path, fingerprint) for path in chunk_paths)
-    write_samples_atomic(out, blocks, num_samples, metadata)
+    write_samples_atomic(out, (load_chunk(path, fingerprint) for path in chunk_paths), num_samples, metadata)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return out
 

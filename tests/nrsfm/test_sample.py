@@ -219,6 +219,25 @@ def test_disk_full_leaves_no_dataset_that_looks_complete(generator, detector, tm
     assert list((tmp_path / "samples.h5.parts").iterdir()) == []
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # h5py closing the failed file
+def test_disk_full_while_assembling_keeps_the_chunks_for_a_rerun(generator, detector, tmp_path):
+    reference = sample(generator, detector, tmp_path / "reference.h5")
+    out = tmp_path / "run" / "samples.h5"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (reference.stat().st_size // 2, hard))  # chunks fit, the dataset does not
+    try:
+        with pytest.raises(UserError, match=r"could not write .*samples\.h5 .*free disk space"):
+            sample(generator, detector, out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert sorted(path.name for path in out.parent.iterdir()) == ["samples.h5.parts"]
+    written = []
+    sample(generator, detector, out, on_chunk_written=written.append)
+    assert written == [] and file_digest(out) == file_digest(reference)
+
+
 def test_bad_settings():
     with pytest.raises(ValueError, match="0 <= shard < num_shards"):
         shard_seed_range(0, 10, 2, 2)
