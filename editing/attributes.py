@@ -6,8 +6,11 @@ q is (B, 8 + K) = (k11, k12, k22, pitch, yaw, roll, alpha.0 .. alpha.{K-1}, tx, 
 Names an edit may use:
 - one entry: ``k11``, ``k12``, ``k22``, ``pitch``, ``yaw``, ``roll``, ``alpha.<k>``, ``tx``, ``ty``,
   or ``q.<i>`` for entry i of q by index;
-- ``scale``: k11 and k22 together (same value, or same delta).
-Units: ``pitch``, ``yaw`` and ``roll`` are given in degrees; every other name in the units of q.
+- ``scale``: k11 and k22 together (same value, or same delta);
+- a group name (below): every entry of the group, e.g. ``{"rotation": 0, "expression": 0}`` is
+  frontal with the mean expression.
+Units: ``pitch``, ``yaw`` and ``roll`` (also inside groups) are given in degrees; every other entry in
+the units of q.
 
 Absolute or relative (the sign of a value never changes its meaning, because Hydra turns
 ``yaw=+20`` into the int 20):
@@ -40,7 +43,6 @@ from nrsfm.model import AttributeLayout, NRSfMModel
 from nrsfm.shapes import check_finite, check_shape
 
 RELATIVE_PREFIX = "delta."
-ANGLE_NAMES = ("pitch", "yaw", "roll")
 
 
 @dataclass
@@ -138,7 +140,8 @@ def edit_target(
     layout = model.layout
     check_shape(q0, ("B", layout.dim), "q0")
     check_finite(q0, "q0")
-    entries = entry_indices(layout)
+    entries = {**entry_indices(layout), **group_indices(layout)}
+    in_degrees = _mask(list(range(layout.rotation.start, layout.rotation.stop)), layout)
     target = q0.detach().clone()
     mask = torch.zeros(layout.dim, dtype=torch.bool)
     for name, value in flatten_changes(changes).items():
@@ -153,8 +156,8 @@ def edit_target(
         if mask[indices].any():
             raise ValueError(f"edit {name} sets an entry of q that another edit already sets; give each attribute once")
         mask[indices] = True
-        amount = math.radians(value) if base in ANGLE_NAMES else value
-        target[:, indices] = (q0[:, indices] + amount) if relative else torch.full_like(q0[:, indices], amount)
+        amount = torch.where(in_degrees[indices], math.radians(value), value).to(q0)
+        target[:, indices] = (q0[:, indices] + amount) if relative else amount.expand(q0.shape[0], -1)
     free_mask = _mask(attribute_indices(free, layout), layout)
     if (free_mask & mask).any():
         raise ValueError("an attribute is both set by the edit and listed in free; remove it from free")

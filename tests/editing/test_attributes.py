@@ -45,6 +45,17 @@ def test_scale_sets_k11_and_k22(model, q0):
     assert target.mask.nonzero().flatten().tolist() == [0, 2]
 
 
+def test_group_edits(model, q0):
+    target = edit_target(q0, {"rotation": 0, "expression": 0, "delta.translation": 0.1}, model)
+    layout = model.layout
+    torch.testing.assert_close(target.q[:, 3:6 + layout.num_basis], torch.zeros(3, 3 + layout.num_basis, dtype=torch.float64))
+    torch.testing.assert_close(target.q[:, layout.translation], q0[:, layout.translation] + 0.1)
+    rotated = edit_target(q0, {"delta.rotation": 10}, model)
+    torch.testing.assert_close(rotated.q[:, 3:6], q0[:, 3:6] + math.radians(10))
+    with pytest.raises(ValueError, match="another edit already sets"):
+        edit_target(q0, {"rotation": 0, "yaw": 5}, model)
+
+
 def test_groups_and_free(model, q0):
     layout = model.layout
     assert attribute_indices(["pose"], layout) == [3, 4, 5, layout.dim - 2, layout.dim - 1]

@@ -1,0 +1,76 @@
+"""Make sure the dataset, the NRSfM model and the regressor an edit needs exist, building what is missing.
+
+`ensure_regressor(cfg)` returns the path of ``regressor.pt``: `cfg.regressor` when it is set, else
+the cached result of sample -> fit -> train for the edit's generator. Each stage runs through its
+own ``run(cfg)`` with its own config (conf/sample.yaml, conf/fit.yaml, conf/train.yaml) composed
+with the overrides in `cfg.pipeline`, and each artifact sits under a path derived from every
+parameter, so a second call (or a call after a crash; the stages resume) rebuilds nothing:
+- dataset: `nrsfm.sample.default_dataset_path` (generator name and checksum, detector, N, seed, ...);
+- NRSfM model: ``<dataset folder>/fit-K<K>-<hash of the fit overrides>/model.npz``;
+- regressor: `regressor.train.default_regressor_path` (inputs, latent space, hyper-parameters).
+
+`cfg.pipeline` holds ``landmarks`` (detector config name), ``num_samples``, ``seed``,
+``num_basis`` and lists of extra overrides ``sample``, ``fit``, ``train`` for the three stages.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+
+def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    """conf/<config_name>.yaml composed with `overrides`, inside a Hydra app or outside one."""
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name=config_name, overrides=list(overrides))
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def sample_config(cfg: DictConfig) -> DictConfig:
+    """The sampling stage's config for the edit's generator (`cfg.generator`) and `cfg.pipeline`."""
+    pipeline = cfg.pipeline
+    overrides = [f"paths.work_dir={cfg.paths.work_dir}", f"landmarks={pipeline.landmarks}",
+                 f"num_samples={pipeline.num_samples}", f"seed={pipeline.seed}", *pipeline.sample]
+    sample_cfg = compose_stage("sample", overrides)
+    with open_dict(sample_cfg):
+        sample_cfg.generator = OmegaConf.to_container(cfg.generator, resolve=True)
+    return sample_cfg
+
+
+def fit_dir_for(samples: Path, num_basis: int, fit_overrides: Sequence[str]) -> Path:
+    """``<dataset folder>/fit-K<K>-<hash>``: one folder per fit configuration of a dataset."""
+    digest = hashlib.sha256(json.dumps(sorted(fit_overrides)).encode()).hexdigest()[:8]
+    return samples.parent / f"fit-K{num_basis}-{digest}"
+
+
+def ensure_regressor(cfg: DictConfig) -> Path:
+    """Path of the regressor for `cfg` (see the module docstring), running missing stages first."""
+    if cfg.regressor is not None:
+        return Path(cfg.regressor)
+    from nrsfm import fit, sample
+    from regressor import train
+
+    pipeline = cfg.pipeline
+    sample_cfg = sample_config(cfg)
+    samples = Path(sample_cfg.out) if sample_cfg.out is not None else sample.default_dataset_path(sample_cfg)
+    if not samples.is_file():
+        print(f"building the sampling dataset {samples} (python -m nrsfm.sample)")
+        sample.run(sample_cfg)
+    fit_dir = fit_dir_for(samples, pipeline.num_basis, list(pipeline.fit))
+    if not ((fit_dir / "model.npz").is_file() and (fit_dir / "attributes.npz").is_file()):
+        print(f"fitting the NRSfM model into {fit_dir} (python -m nrsfm.fit)")
+        fit.run(compose_stage("fit", [f"paths.work_dir={cfg.paths.work_dir}", f"data={samples}",
+                                      f"num_basis={pipeline.num_basis}", f"out_dir={fit_dir}", *pipeline.fit]))
+    train_cfg = compose_stage("train", [f"paths.work_dir={cfg.paths.work_dir}", f"data.samples={samples}",
+                                        f"data.nrsfm_dir={fit_dir}", f"latent_space={cfg.latent_space}", *pipeline.train])
+    path = train.default_regressor_path(train_cfg)
+    if not path.is_file():
+        print(f"training the regressor into {path.parent} (python -m regressor.train)")
+        train.run(train_cfg)
+    return path
