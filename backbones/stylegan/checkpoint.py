@@ -36,7 +36,7 @@ def checkpoint_dict(generator: StyleGANGenerator) -> dict[str, Any]:
         "architecture": generator.architecture,
         "name": generator.name,
         "init_kwargs": dict(generator.init_kwargs),
-        "state_dict": {name: tensor.detach().cpu().contiguous() for name, tensor in generator.state_dict().items()},
+        "state_dict": {name: tensor.detach().cpu().clone() for name, tensor in generator.state_dict().items()},
     }
 
 

@@ -103,8 +103,16 @@ def _fir_pass(
         return F.conv2d(x, weight.flip([2, 3]), stride=down, groups=num_channels)
     # Zero insertion, padding and convolution together are a transposed convolution, re-windowed.
     x = F.conv_transpose2d(x, weight, stride=up, groups=num_channels)
-    x = F.pad(x, [pad_x0 - taps_x + 1, up[1] + pad_x1 - taps_x, pad_y0 - taps_y + 1, up[0] + pad_y1 - taps_y])
+    x = _pad_or_crop(x, [pad_x0 - taps_x + 1, up[1] + pad_x1 - taps_x, pad_y0 - taps_y + 1, up[0] + pad_y1 - taps_y])
     return x[:, :, :: down[0], :: down[1]] if down != (1, 1) else x
+
+
+def _pad_or_crop(x: torch.Tensor, pads: Sequence[int]) -> torch.Tensor:
+    """F.pad with (x0, x1, y0, y1); all-negative pads crop with a view instead of a copy."""
+    if any(p > 0 for p in pads):
+        return F.pad(x, list(pads))
+    x0, x1, y0, y1 = (-p for p in pads)
+    return x[:, :, y0: x.shape[2] - y1, x0: x.shape[3] - x1]
 
 
 def upsample2d(x: torch.Tensor, fir: torch.Tensor, up: int = 2) -> torch.Tensor:

@@ -30,7 +30,9 @@ def modulated_conv2d(
     padding: int = 0,
     resample_filter: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-sample modulated (and demodulated) convolution as one grouped convolution.
+    """Modulated (and demodulated) convolution: the per-sample weights weight * styles * demod are
+    applied as input scaling, one shared-weight convolution and output scaling (the same linear
+    map as NVIDIA's grouped "fused" form, and faster for batches on CPU).
 
     Args:
         x: (B, I, H, W); weight: (O, I, k, k); styles: (B, I).
@@ -40,30 +42,25 @@ def modulated_conv2d(
     Returns:
         (B, O, H * up, W * up).
     """
-    batch_size = x.shape[0]
     out_channels, in_channels, kernel_h, kernel_w = weight.shape
-    w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
-    if demodulate:
-        demod = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-        w = w * demod.reshape(batch_size, -1, 1, 1, 1)
-    x = x.reshape(1, -1, *x.shape[2:])
+    x = x * styles.reshape(*styles.shape, 1, 1)
     if up == 1:
-        x = F.conv2d(x, w.reshape(-1, in_channels, kernel_h, kernel_w), padding=padding, groups=batch_size)
-        return x.reshape(batch_size, -1, *x.shape[2:])
-
-    taps = resample_filter.shape[-1]
-    pad_x0 = padding + (taps + up - 1) // 2 - (kernel_w - 1)
-    pad_x1 = padding + (taps - up) // 2 - (kernel_w - up)
-    pad_y0 = padding + (taps + up - 1) // 2 - (kernel_h - 1)
-    pad_y1 = padding + (taps - up) // 2 - (kernel_h - up)
-    pad_xt = max(min(-pad_x0, -pad_x1), 0)
-    pad_yt = max(min(-pad_y0, -pad_y1), 0)
-    w = w.transpose(1, 2).reshape(batch_size * in_channels, out_channels, kernel_h, kernel_w)
-    x = F.conv_transpose2d(x, w, stride=up, padding=[pad_yt, pad_xt], groups=batch_size)
-    x = upfirdn2d(
-        x, resample_filter, padding=(pad_x0 + pad_xt, pad_x1 + pad_xt, pad_y0 + pad_yt, pad_y1 + pad_yt), gain=up * up
-    )
-    return x.reshape(batch_size, -1, *x.shape[2:])
+        x = F.conv2d(x, weight, padding=padding)
+    else:
+        taps = resample_filter.shape[-1]
+        pad_x0 = padding + (taps + up - 1) // 2 - (kernel_w - 1)
+        pad_x1 = padding + (taps - up) // 2 - (kernel_w - up)
+        pad_y0 = padding + (taps + up - 1) // 2 - (kernel_h - 1)
+        pad_y1 = padding + (taps - up) // 2 - (kernel_h - up)
+        pad_xt = max(min(-pad_x0, -pad_x1), 0)
+        pad_yt = max(min(-pad_y0, -pad_y1), 0)
+        x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=up, padding=[pad_yt, pad_xt])
+        padding_after = (pad_x0 + pad_xt, pad_x1 + pad_xt, pad_y0 + pad_yt, pad_y1 + pad_yt)
+        x = upfirdn2d(x, resample_filter, padding=padding_after, gain=up * up)
+    if demodulate:
+        demod = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # (B, O)
+        x = x * demod.reshape(*demod.shape, 1, 1)
+    return x
 
 
 class SynthesisLayer(nn.Module):

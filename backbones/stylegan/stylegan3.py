@@ -29,7 +29,9 @@ from backbones.stylegan.wrapper import StyleGANGenerator
 def modulated_conv2d(
     x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool, padding: int, input_gain: torch.Tensor
 ) -> torch.Tensor:
-    """Modulated convolution with StyleGAN3's pre-normalisation and per-input-channel gain.
+    """Modulated convolution with StyleGAN3's pre-normalisation and input gain, computed as input
+    scaling, one shared-weight convolution and output scaling (the same linear map as NVIDIA's
+    grouped per-sample weights).
 
     Args:
         x: (B, I, H, W); weight: (O, I, k, k); styles: (B, I); input_gain: () scalar.
@@ -37,19 +39,15 @@ def modulated_conv2d(
     Returns:
         (B, O, H + 2 * padding - k + 1, W + 2 * padding - k + 1).
     """
-    batch_size = x.shape[0]
-    out_channels, in_channels, kernel_h, kernel_w = weight.shape
     if demodulate:
         weight = weight * weight.square().mean([1, 2, 3], keepdim=True).rsqrt()
         styles = styles * styles.square().mean().rsqrt()
-    w = weight.unsqueeze(0) * styles.unsqueeze(1).unsqueeze(3).unsqueeze(4)
+    x = x * (styles * input_gain).reshape(*styles.shape, 1, 1)
+    x = F.conv2d(x, weight, padding=padding)
     if demodulate:
-        demod = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-        w = w * demod.unsqueeze(2).unsqueeze(3).unsqueeze(4)
-    w = w * input_gain.expand(batch_size, in_channels).unsqueeze(1).unsqueeze(3).unsqueeze(4)
-    x = x.reshape(1, -1, *x.shape[2:])
-    x = F.conv2d(x, w.reshape(-1, in_channels, kernel_h, kernel_w), padding=padding, groups=batch_size)
-    return x.reshape(batch_size, -1, *x.shape[2:])
+        demod = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # (B, O)
+        x = x * demod.reshape(*demod.shape, 1, 1)
+    return x
 
 
 def design_lowpass_filter(
