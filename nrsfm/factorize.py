@@ -27,6 +27,7 @@ Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -181,7 +182,8 @@ def _principal_rows(centred: torch.Tensor, num_rows: int, chunk_size: int) -> tu
 
 
 def _metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
-    """Q (3, 3) such that the rows of every M_n Q are orthogonal and of equal norm (least squares).
+    """Q (3, 3) such that the rows of every M_n Q are orthogonal and of equal norm (least squares),
+    scaled so that the rows have unit mean square norm.
 
     Args:
         cameras: (N, 2, 3) affine cameras.
@@ -196,18 +198,19 @@ def _metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
         ), -1)
 
     system = torch.cat((coefficients(m1, m1) - coefficients(m2, m2), coefficients(m1, m2)))
-    _, vectors = torch.linalg.eigh(system.T @ system)
-    g = vectors[:, 0]
-    gram = torch.stack((g[[0, 1, 2]], g[[1, 3, 4]], g[[2, 4, 5]]))
-    values, axes = torch.linalg.eigh(gram)
-    if values.sum() < 0:
-        values = -values
-    if bool((values <= 1e-12 * values.abs().max()).any()):
+    system_values, vectors = torch.linalg.eigh(system.T @ system)
+    if bool(system_values[1] <= 1e-12 * system_values[-1]):
         raise ValueError(
             "the metric upgrade failed: the cameras do not constrain a Euclidean frame "
             "(too little pose variation among the samples?); use samples with varied head poses"
         )
-    return axes * values.sqrt()
+    g = vectors[:, 0]
+    gram = torch.stack((g[[0, 1, 2]], g[[1, 3, 4]], g[[2, 4, 5]]))
+    values, axes = torch.linalg.eigh(gram)
+    values = values if values.sum() >= 0 else -values
+    values = values.clamp_min(1e-6 * values.abs().max())  # nearest positive definite G when noise breaks it
+    upgrade = axes * values.sqrt()
+    return upgrade / (cameras @ upgrade).square().sum((1, 2)).mean().div(2).sqrt()
 
 
 def _two_step(reduced: torch.Tensor, num_basis: int, num_steps: int, tolerance: float) -> _Factors:
@@ -259,79 +262,77 @@ def _normalised(directions: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Te
     return directions / norms, alpha * norms
 
 
-def _refine(factors: _Factors, reduced: torch.Tensor, num_steps: int, tolerance: float) -> _Factors:
-    """Joint ALS over cameras, alpha, (B0, b_k) and D; never increases the error."""
-    previous = factors.squared_error(reduced)
-    for _ in range(num_steps):
-        factors.cameras = _solve_cameras(factors, reduced)
-        factors.alpha = _solve_alpha(factors, reduced)
-        factors.mean_rows, factors.basis_rows = _solve_rows(factors, reduced)
-        factors.directions = _solve_directions(factors, reduced)
-        factors = _unit_factors(factors)
+def _refine(factors: _Factors, reduced: torch.Tensor, num_steps: int, tolerance: float, num_restarts: int = 2) -> _Factors:
+    """Joint ALS over cameras, alpha, (B0, b_k) and D, in `num_restarts + 1` phases.
+
+    Between phases the b_k rows are made orthonormal again (the truth's are; ALS can merge two of
+    them) and D and alpha restart from the grid search of `_grid_directions` given the refined
+    cameras, B0 and b_k (ALS can settle with some d_k in a poor local minimum while the b_k are
+    already right). The best factors seen are returned, so restarts never make the fit worse.
+    """
+    best, best_error = factors, factors.squared_error(reduced)
+    steps_per_phase = -(-num_steps // (num_restarts + 1))
+    for phase in range(num_restarts + 1):
+        if phase > 0:
+            factors = _restarted_alpha_directions(_with_orthonormal_basis(best), reduced)
+        previous = factors.squared_error(reduced)
+        for _ in range(steps_per_phase):
+            factors.cameras = _solve_cameras(factors, reduced)
+            factors.alpha = _solve_alpha(factors, reduced)
+            factors.mean_rows, factors.basis_rows = _solve_rows(factors, reduced)
+            factors.directions = _solve_directions(factors, reduced)
+            factors = _euclidean(factors)
+            error = factors.squared_error(reduced)
+            if previous - error <= tolerance * previous:
+                break
+            previous = error
         error = factors.squared_error(reduced)
-        if previous - error <= tolerance * previous:
-            break
-        previous = error
-    return factors
+        if error < best_error:
+            best, best_error = factors, error
+    return best
+
+
+def _with_orthonormal_basis(factors: _Factors) -> _Factors:
+    """A copy with the b_k rows replaced by the nearest orthonormal rows (undoes merged b_k)."""
+    u, _, vh = torch.linalg.svd(factors.basis_rows, full_matrices=False)
+    return _Factors(factors.cameras, factors.mean_rows, factors.directions, u @ vh, factors.alpha)
+
+
+def _restarted_alpha_directions(factors: _Factors, reduced: torch.Tensor, num_als_steps: int = 30) -> _Factors:
+    """New D and alpha for fixed cameras, B0 and b_k: grid-search start, then ALS (copies factors)."""
+    residual = (reduced - factors.cameras @ factors.mean_rows) @ factors.basis_rows.T  # (N, 2, K)
+    directions = _grid_directions(factors.cameras, residual)
+    alpha = _solve_alpha_two_step(factors.cameras, directions, residual)
+    for _ in range(num_als_steps):
+        directions, alpha = _normalised(_solve_directions_two_step(factors.cameras, alpha, residual), alpha)
+        alpha = _solve_alpha_two_step(factors.cameras, directions, residual)
+    return _unit_factors(_Factors(factors.cameras.clone(), factors.mean_rows.clone(), directions, factors.basis_rows.clone(), alpha))
+
+
+def _grid_directions(cameras: torch.Tensor, residual: torch.Tensor, num_directions: int = 2000, max_samples: int = 4096) -> torch.Tensor:
+    """Per k, the unit d maximising sum_n (c_nk . M_n d)^2 / |M_n d|^2 over a hemisphere grid.
+
+    That is the global minimum over d of the per-k rank-one problem c_nk ~ alpha_nk M_n d_k with
+    alpha eliminated, found on a Fibonacci grid of `num_directions` directions using at most
+    `max_samples` evenly strided samples. cameras (N, 2, 3), residual (N, 2, K) -> D (3, K).
+    """
+    stride = max(1, cameras.shape[0] // max_samples)
+    cameras, residual = cameras[::stride], residual[::stride]
+    index = torch.arange(num_directions, dtype=cameras.dtype, device=cameras.device) + 0.5
+    height = index / num_directions
+    azimuth = math.pi * (1 + math.sqrt(5)) * index
+    radius = (1 - height.square()).sqrt()
+    grid = torch.stack((radius * torch.cos(azimuth), radius * torch.sin(azimuth), height), -1)  # (G, 3)
+    projected = torch.einsum("nca,ga->ngc", cameras, grid)  # (N, G, 2)
+    explained = torch.einsum("ngc,nck->ngk", projected, residual).square()
+    score = (explained / projected.square().sum(-1, keepdim=True).clamp_min(1e-30)).sum(0)  # (G, K)
+    return grid[score.argmax(0)].T.contiguous()
 
 
 def _solve_cameras(factors: _Factors, reduced: torch.Tensor) -> torch.Tensor:
     """M_n = Y_n S_n^T (S_n S_n^T)^-1: (N, 2, 3), with the 3x3 inverses in closed form."""
     shapes = factors.shapes()
     return reduced @ shapes.transpose(1, 2) @ inverse_3x3(shapes @ shapes.transpose(1, 2))
-
-
-def _solve_alpha_two_step(cameras: torch.Tensor, directions: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """alpha_nk = (M_n d_k) . c_nk / |M_n d_k|^2: (N, K)."""
-    projected = cameras @ directions  # (N, 2, K)
-    return (projected * residual).sum(1) / projected.square().sum(1).clamp_min(1e-30)
-
-
-def _solve_directions_two_step(cameras: torch.Tensor, alpha: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """d_k = (sum_n alpha_nk^2 M_n^T M_n)^-1 sum_n alpha_nk M_n^T c_nk: (3, K)."""
-    normal = torch.einsum("nk,nca,ncb->kab", alpha.square(), cameras, cameras)
-    rhs = torch.einsum("nk,nca,nck->ka", alpha, cameras, residual)
-    return torch.linalg.solve(normal, rhs).T
-
-
-def _normalised(directions: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit columns of D (3, K); the norms move into alpha (N, K)."""
-    norms = torch.linalg.vector_norm(directions, dim=0).clamp_min(1e-30)
-    return directions / norms, alpha * norms
-
-
-def _refine(factors: _Factors, reduced: torch.Tensor, num_steps: int, tolerance: float) -> _Factors:
-    """Joint ALS over cameras, alpha, (B0, b_k) and D; never increases the error."""
-    previous = factors.squared_error(reduced)
-    for _ in range(num_steps):
-        factors.cameras = _solve_cameras(factors, reduced)
-        factors.alpha = _solve_alpha(factors, reduced)
-        factors.mean_rows, factors.basis_rows = _solve_rows(factors, reduced)
-        factors.directions = _solve_directions(factors, reduced)
-        factors = _unit_factors(factors)
-        error = factors.squared_error(reduced)
-        if previous - error <= tolerance * previous:
-            break
-        previous = error
-    return factors
-
-
-def _solve_cameras(factors: _Factors, reduced: torch.Tensor) -> torch.Tensor:
-    """M_n = Y_n S_n^T (S_n S_n^T)^-1: (N, 2, 3), with the 3x3 inverses in closed form."""
-    shapes = factors.shapes()
-    return reduced @ shapes.transpose(1, 2) @ inverse_3x3(shapes @ shapes.transpose(1, 2))
-
-
-def _inverse_3x3(matrix: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) -> inverses by the adjugate formula (elementwise, fast for large batches)."""
-    a = matrix
-    cofactor = lambda i, j: (  # noqa: E731 - signed minor of entry (i, j)
-        a[..., (i + 1) % 3, (j + 1) % 3] * a[..., (i + 2) % 3, (j + 2) % 3]
-        - a[..., (i + 1) % 3, (j + 2) % 3] * a[..., (i + 2) % 3, (j + 1) % 3]
-    )
-    adjugate = torch.stack([torch.stack([cofactor(j, i) for j in range(3)], -1) for i in range(3)], -2)
-    determinant = (a[..., 0, :] * adjugate[..., :, 0]).sum(-1)
-    return adjugate / determinant[..., None, None]
 
 
 def _solve_alpha(factors: _Factors, reduced: torch.Tensor) -> torch.Tensor:
@@ -385,6 +386,11 @@ def _unit_factors(factors: _Factors) -> _Factors:
     return _Factors(factors.cameras, mean_rows, directions, basis_rows, alpha - alpha_mean)
 
 
+def _euclidean(factors: _Factors) -> _Factors:
+    """Undo the drift of the free affine 3D frame: metric upgrade, then unit d_k, b_k, zero-mean alpha."""
+    return _unit_factors(_transformed(factors, torch.linalg.inv(_metric_upgrade(factors.cameras))))
+
+
 def _transformed(factors: _Factors, transform: torch.Tensor) -> _Factors:
     """Apply an invertible 3x3 change of 3D frame: shapes -> T shapes, cameras -> M T^-1."""
     return _Factors(
@@ -398,8 +404,7 @@ def _transformed(factors: _Factors, transform: torch.Tensor) -> _Factors:
 
 def _fix_gauges(factors: _Factors, rows: torch.Tensor, nose_index: int | None) -> _Factors:
     """Euclidean frame, zero-mean alpha, facing frame, nose toward camera, unit mean scale, signs."""
-    upgrade = _metric_upgrade(factors.cameras)
-    factors = _unit_factors(_transformed(factors, torch.linalg.inv(upgrade)))
+    factors = _euclidean(factors)
     _, rotation = camera_to_intrinsics_rotation(factors.cameras)
     factors = _transformed(factors, nearest_rotation(rotation.sum(0)))
     if not faces_camera((factors.mean_rows @ rows).T, nose_index):
