@@ -1,6 +1,6 @@
 """Make sure the dataset, the NRSfM model and the regressor an edit needs exist, building what is missing.
 
-`ensure_regressor(cfg)` returns the path of ``regressor.pt``: `cfg.regressor` when it is set, else
+`ensure_regressor(cfg)` returns the path of ``regressor.pt``: `cfg.regressor_path` when it is set, else
 the cached result of sample -> fit -> train for the edit's generator. Each stage runs through its
 own ``run(cfg)`` with its own config (conf/sample.yaml, conf/fit.yaml, conf/train.yaml) composed
 with the overrides in `cfg.pipeline`, and each artifact sits under a path derived from every
@@ -22,6 +22,9 @@ from typing import Sequence
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nrsfm import fit, sample
+from regressor import train
 
 
 def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
@@ -51,11 +54,8 @@ def fit_dir_for(samples: Path, num_basis: int, fit_overrides: Sequence[str]) -> 
 
 def ensure_regressor(cfg: DictConfig) -> Path:
     """Path of the regressor for `cfg` (see the module docstring), running missing stages first."""
-    if cfg.regressor is not None:
-        return Path(cfg.regressor)
-    from nrsfm import fit, sample
-    from regressor import train
-
+    if cfg.regressor_path is not None:
+        return Path(cfg.regressor_path)
     pipeline = cfg.pipeline
     sample_cfg = sample_config(cfg)
     samples = Path(sample_cfg.out) if sample_cfg.out is not None else sample.default_dataset_path(sample_cfg)

@@ -57,6 +57,7 @@ class TinyGenerator(Generator):
 
     def __init__(self, dtype=torch.float64, seed=1):
         super().__init__()
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("w_avg", torch.zeros(W_DIM, dtype=dtype))
         self.register_buffer("mapping_matrix", torch.randn(W_DIM, W_DIM, generator=g, dtype=dtype) / W_DIM ** 0.5)

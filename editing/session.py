@@ -1,0 +1,78 @@
+"""What the editing commands share: load the generator and regressor, run the configured editor,
+write the outputs and say where.
+
+A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) has ``generator``,
+``identity``, ``edit`` (an editor: conf/edit/linear.yaml or gradient.yaml), ``latent_space``,
+``truncation_psi``, ``regressor_path`` (a path, or null to let `editing.pipeline` build one), ``pipeline``,
+``strict``, ``num_std``, ``free``, ``num_frames`` and ``out_dir`` (null: a folder under
+``${paths.work_dir}/<command>/`` named by a hash of the whole request).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from backbones.generator import Generator
+from editing.attributes import EditTarget
+from editing.compatibility import check_regressor_matches
+from editing.pipeline import ensure_regressor
+from editing.render import write_edit_outputs
+from nrsfm.errors import UserError
+from regressor.export import load_attribute_regressor
+
+
+def load_models(cfg: DictConfig) -> tuple[Generator, nn.Module]:
+    """The frozen generator of `cfg.generator` and the matching regressor (built when missing)."""
+    generator = instantiate(cfg.generator)
+    regressor = load_attribute_regressor(ensure_regressor(cfg)).requires_grad_(False)
+    check_regressor_matches(regressor, generator, cfg.latent_space)
+    return generator, regressor
+
+
+def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, latent0: torch.Tensor, target: EditTarget):
+    """Run the editor of `cfg.edit`; editors that take ``generator`` and ``identity`` get them
+    (the identity network is built only when its term is on). Returns a LinearEdit or GradientEdit."""
+    editor = instantiate(cfg.edit)
+    parameters = inspect.signature(editor).parameters
+    runtime: dict[str, Any] = {}
+    if "generator" in parameters and "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0:
+        runtime = {"generator": generator, "identity": instantiate(cfg.identity)}
+    return editor(regressor, latent0.to(regressor.nrsfm.q_mean.dtype), target, **runtime)
+
+
+def output_dir(cfg: DictConfig, command: str, generator_name: str) -> Path:
+    """`cfg.out_dir`, or ``<work_dir>/<command>/<generator name>-<hash of the config>``."""
+    if cfg.out_dir is not None:
+        return Path(cfg.out_dir)
+    request = OmegaConf.to_container(cfg, resolve=True)
+    request.pop("paths", None)
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return Path(cfg.paths.work_dir) / command / f"{generator_name}-{digest}"
+
+
+def finish(cfg: DictConfig, command: str, generator: Generator, regressor: nn.Module, latent0: torch.Tensor,
+           result, target: EditTarget, request: dict[str, Any]) -> dict[str, Any]:
+    """Write the outputs of an edit, print where and how close it came; returns paths and errors."""
+    if not torch.isfinite(result.latent).all():
+        raise UserError("the edit diverged (non-finite latents); ask for a smaller change, add damping, or lower the learning rate")
+    out_dir = output_dir(cfg, command, generator.name)
+    metadata = {"command": command, "request": request, "edit": OmegaConf.to_container(cfg.edit, resolve=True),
+                "regressor": regressor.metadata.get("samples", "")}
+    paths = write_edit_outputs(out_dir, generator, regressor, latent0, result.latent, target, metadata=metadata,
+                               truncation_psi=float(cfg.truncation_psi), num_frames=int(cfg.num_frames))
+    rows = target.constrained
+    scale = regressor.nrsfm.q_std.to(result.q)[rows]
+    residual = ((result.q[:, rows] - target.q.to(result.q)[:, rows]) / scale).abs()
+    worst = regressor.nrsfm.layout.names()[int(rows.nonzero().flatten()[residual.max(0).values.argmax()])]
+    print(f"{command}: {len(latent0)} face(s), largest remaining error {residual.max():.3f} std of q (at {worst})")
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return {"out_dir": out_dir, **paths, "max_error_std": float(residual.max())}

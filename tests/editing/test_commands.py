@@ -1,0 +1,72 @@
+"""editing.edit and editing.transfer run(cfg) on stand-ins: a saved AttributeRegressor over a tiny generator."""
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import open_dict
+
+from editing import edit, transfer
+from editing.outputs import load_latents
+from editing_standins import TinyGenerator, random_nrsfm
+from nrsfm.errors import UserError
+from regressor.export import AttributeRegressor, save_attribute_regressor
+from regressor.mlp import AttributeMLP
+
+TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
+
+
+@pytest.fixture
+def regressor_path(tmp_path):
+    torch.manual_seed(0)
+    nrsfm = random_nrsfm(dtype=torch.float32)
+    mlp = AttributeMLP(16, nrsfm.layout.dim, hidden_dims=(32,), activation="tanh", head_scale=1.0)
+    regressor = AttributeRegressor(mlp, nrsfm, "w", (16,), {"generator": "tiny", "latent_space": "w"})
+    return save_attribute_regressor(tmp_path / "regressor.pt", regressor)
+
+
+def command_config(name, tmp_path, regressor_path, *overrides):
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name=name, overrides=["generator=stylegan2", f"regressor_path={regressor_path}",
+                                                   f"out_dir={tmp_path / 'out'}", "num_frames=3", *overrides])
+    with open_dict(cfg):
+        cfg.generator = TINY
+    return cfg
+
+
+def test_edit_command_writes_outputs_and_reaches_target(tmp_path, regressor_path, capsys):
+    result = edit.run(command_config("edit", tmp_path, regressor_path, "faces=[3,4]", "delta.yaw=5", "edit.num_steps=4"))
+    assert result["max_error_std"] < 1e-3
+    assert {"latents", "side_by_side", "trajectory"} <= set(result)
+    ws, metadata = load_latents(result["latents"])
+    assert ws.shape == (2, 3, 16) and metadata["request"]["changes"] == {"delta.yaw": 5.0}
+    with np.load(result["latents"]) as data:
+        np.testing.assert_allclose(data["q_edit"][:, 4] - data["q_original"][:, 4], np.radians(5), atol=1e-3)
+    assert "wrote side_by_side" in capsys.readouterr().out
+
+
+def test_gradient_edit_command(tmp_path, regressor_path):
+    cfg = command_config("edit", tmp_path, regressor_path, "faces=3", "yaw=0", "edit=gradient", "identity=none",
+                         "edit.num_steps=200", "edit.learning_rate=0.02")
+    assert edit.run(cfg)["max_error_std"] < 0.1
+
+
+def test_transfer_command_moves_parts(tmp_path, regressor_path):
+    cfg = command_config("transfer", tmp_path, regressor_path, "source=1", "target=[2,5]", "parts=[rotation]", "edit.num_steps=6")
+    result = transfer.run(cfg)
+    with np.load(result["latents"]) as data:
+        np.testing.assert_allclose(data["q_edit"][:, 3:6], data["q_target"][:, 3:6], atol=1e-3)
+        np.testing.assert_allclose(data["q_edit"][:, 6:], data["q_original"][:, 6:], atol=1e-3)
+        assert not np.allclose(data["q_original"][:, 3:6], data["q_target"][:, 3:6])
+
+
+def test_command_errors(tmp_path, regressor_path):
+    with pytest.raises(UserError, match="nothing to change"):
+        edit.run(command_config("edit", tmp_path, regressor_path))
+    with pytest.raises(UserError, match="regressor file .* not found"):
+        edit.run(command_config("edit", tmp_path, tmp_path / "missing.pt", "yaw=3"))
+    with pytest.raises(ValueError, match="latent space 'w', not 'z'"):
+        edit.run(command_config("edit", tmp_path, regressor_path, "yaw=3", "latent_space=z"))
+    with pytest.raises(ValueError, match="unknown attribute 'face'"):
+        transfer.run(command_config("transfer", tmp_path, regressor_path, "parts=[face]"))
+    with pytest.raises(ValueError, match="outside the training range"):
+        edit.run(command_config("edit", tmp_path, regressor_path, "yaw=80", "strict=true"))
