@@ -26,12 +26,14 @@ from editing.compatibility import check_regressor_matches
 from editing.pipeline import ensure_regressor
 from editing.render import write_edit_outputs
 from nrsfm.errors import UserError
+from nrsfm.sample import build, check_config_complete
 from regressor.export import load_attribute_regressor
 
 
 def load_models(cfg: DictConfig) -> tuple[Generator, nn.Module]:
     """The frozen generator of `cfg.generator` and the matching regressor (built when missing)."""
-    generator = instantiate(cfg.generator)
+    check_config_complete(cfg)
+    generator = build(cfg.generator, "generator")
     regressor = load_attribute_regressor(ensure_regressor(cfg)).requires_grad_(False)
     check_regressor_matches(regressor, generator, cfg.latent_space)
     return generator, regressor
@@ -44,7 +46,7 @@ def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, la
     parameters = inspect.signature(editor).parameters
     runtime: dict[str, Any] = {}
     if "generator" in parameters and "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0:
-        runtime = {"generator": generator, "identity": instantiate(cfg.identity)}
+        runtime = {"generator": generator, "identity": build(cfg.identity, "identity network")}
     return editor(regressor, latent0.to(regressor.nrsfm.q_mean.dtype), target, **runtime)
 
 

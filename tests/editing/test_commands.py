@@ -1,11 +1,14 @@
 """editing.edit and editing.transfer run(cfg) on stand-ins: a saved AttributeRegressor over a tiny generator."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
-from editing import edit, transfer
+from editing import edit, sample, transfer
 from editing.outputs import load_latents
 from editing_standins import TinyGenerator, random_nrsfm
 from nrsfm.errors import UserError
@@ -59,6 +62,14 @@ def test_transfer_command_moves_parts(tmp_path, regressor_path):
         assert not np.allclose(data["q_original"][:, 3:6], data["q_target"][:, 3:6])
 
 
+def test_conditional_sampling_command(tmp_path, regressor_path):
+    cfg = command_config("conditional", tmp_path, regressor_path, "preset=frontal", "n=3", "seed=10", "edit.num_steps=6")
+    result = sample.run(cfg)
+    with np.load(result["latents"]) as data:
+        assert data["w"].shape == (3, 3, 16)
+        np.testing.assert_allclose(data["q_edit"][:, 3:6], 0, atol=1e-3)
+
+
 def test_command_errors(tmp_path, regressor_path):
     with pytest.raises(UserError, match="nothing to change"):
         edit.run(command_config("edit", tmp_path, regressor_path))
@@ -68,5 +79,14 @@ def test_command_errors(tmp_path, regressor_path):
         edit.run(command_config("edit", tmp_path, regressor_path, "yaw=3", "latent_space=z"))
     with pytest.raises(ValueError, match="unknown attribute 'face'"):
         transfer.run(command_config("transfer", tmp_path, regressor_path, "parts=[face]"))
+    with pytest.raises(UserError, match="n must be at least 1"):
+        sample.run(command_config("conditional", tmp_path, regressor_path, "n=0"))
     with pytest.raises(ValueError, match="outside the training range"):
         edit.run(command_config("edit", tmp_path, regressor_path, "yaw=80", "strict=true"))
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    completed = subprocess.run([sys.executable, "-m", "editing.edit", "generator=stylegan2", "yaw=3", f"paths.work_dir={tmp_path}"],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == ["error: config value generator.path is missing; set it on the command line (generator.path=...)"]
