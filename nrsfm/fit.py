@@ -1,4 +1,7 @@
-"""`python -m nrsfm.fit data=<samples.h5> num_basis=12`: fit the rank-one NRSfM model to a dataset.
+"""`python -m nrsfm.fit samples=<samples.h5> num_basis=12`: fit the rank-one NRSfM model to a dataset.
+
+The dataset key is `samples`, not `data` as docs/ARCHITECTURE.md writes: `conf/data/` is a config
+group (the regressor's data module), so Hydra reads ``data=...`` as a group choice and refuses it.
 
 Reads the sampling dataset (`nrsfm.dataset.read_samples`), factorizes the landmarks of the found
 samples (`nrsfm.factorize.factorize`, options in `conf/nrsfm/`), and writes atomically into
@@ -42,7 +45,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Fit and write the outputs; return rmse, rmse_two_step, num_found, num_samples and the paths."""
     if cfg.dtype not in DTYPES:
         raise UserError(f"dtype={cfg.dtype} is not supported; use float32 or float64")
-    data_path = Path(cfg.data)
+    data_path = Path(cfg.samples)
     samples = read_samples(data_path)
     out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else data_path.parent
     device = torch.device(cfg.device)
