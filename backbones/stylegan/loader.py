@@ -6,11 +6,14 @@ Accepted files (nothing is ever downloaded):
   read with the restricted unpickler of `safe_pickle` (their embedded code is never executed);
   `G_ema` is used.
 - Our `torch.load(weights_only=True)` checkpoints (see `checkpoint`).
+- rosinality stylegan2-pytorch `.pt` checkpoints (`g_ema` [+ `latent_avg`]; see `rosinality`),
+  also read with `weights_only=True`.
 The Hydra configs `conf/generator/stylegan2.yaml` / `stylegan3.yaml` target `load_stylegan2` /
 `load_stylegan3`.
 """
 from __future__ import annotations
 
+import argparse
 import pickle
 import zipfile
 from pathlib import Path
@@ -19,6 +22,7 @@ import torch
 
 from backbones.stylegan.checkpoint import generator_from_checkpoint, is_stylegan_checkpoint
 from backbones.stylegan.nvidia import generator_from_record
+from backbones.stylegan.rosinality import generator_from_rosinality, is_rosinality_checkpoint
 from backbones.stylegan.safe_pickle import PersistentRecord, read_network_pickle
 from backbones.stylegan.wrapper import StyleGANGenerator, check_noise_mode, check_truncation_psi
 from nrsfm.errors import UserError
@@ -94,14 +98,17 @@ def _from_network_pickle(path: Path, truncation_psi: float, noise_mode: str) -> 
 
 def _from_torch_file(path: Path, truncation_psi: float, noise_mode: str) -> StyleGANGenerator:
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):  # rosinality's training `args`
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"{path} is not a readable weights-only torch checkpoint ({first})") from None
     if is_stylegan_checkpoint(data):
         return generator_from_checkpoint(data, truncation_psi=truncation_psi, noise_mode=noise_mode)
+    if is_rosinality_checkpoint(data):
+        return generator_from_rosinality(data, truncation_psi=truncation_psi, noise_mode=noise_mode)
     keys = sorted(data)[:6] if isinstance(data, dict) else type(data).__name__
     raise UserError(
-        f"{path} is a torch checkpoint but not a rankone-edit StyleGAN checkpoint (top-level {keys}); "
-        "convert it with backbones.stylegan.save_stylegan_checkpoint, or pass NVIDIA's .pkl"
+        f"{path} is a torch checkpoint but neither a rankone-edit StyleGAN checkpoint nor a rosinality "
+        f"stylegan2-pytorch one (top-level {keys}); pass NVIDIA's .pkl or save_stylegan_checkpoint's .pt"
     )

@@ -83,7 +83,7 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
         load_stylegan(tmp_path / "missing.pt")
 
     torch.save({"g_ema": {"style.1.weight": torch.zeros(2, 2)}}, tmp_path / "foreign.pt")
-    with pytest.raises(UserError, match="not a rankone-edit StyleGAN checkpoint"):
+    with pytest.raises(UserError, match="neither a rankone-edit StyleGAN checkpoint nor a rosinality"):
         load_stylegan(tmp_path / "foreign.pt")
 
     torch.save({"object": torch.nn.Linear(2, 2)}, tmp_path / "module.pt")
