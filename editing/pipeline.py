@@ -38,7 +38,7 @@ def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
 def sample_config(cfg: DictConfig) -> DictConfig:
     """The sampling stage's config for the edit's generator (`cfg.generator`) and `cfg.pipeline`."""
     pipeline = cfg.pipeline
-    overrides = [f"paths.work_dir={cfg.paths.work_dir}", f"landmarks={pipeline.landmarks}",
+    overrides = ["~generator", f"paths.work_dir={cfg.paths.work_dir}", f"landmarks={pipeline.landmarks}",
                  f"num_samples={pipeline.num_samples}", f"seed={pipeline.seed}", *pipeline.sample]
     sample_cfg = compose_stage("sample", overrides)
     with open_dict(sample_cfg):
