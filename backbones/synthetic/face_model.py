@@ -8,11 +8,12 @@ between the eyes. The neutral head looks straight at the camera (rotation 0).
 Construction (deterministic, no file is read but the installed portrait and dlib model):
 1. the portrait's 68 dlib landmarks are levelled (roll removed) and expressed in face units;
 2. vertices = the 68 landmarks (vertex i is iBUG landmark i) + a regular grid inside a head-and-neck
-   ellipse + points on its rim, minus grid points inside the eyes and the mouth (so lids and lips can
+   outline (hair ellipse on top, jaw line and neck below) + points on that outline, minus grid points inside the eyes and the mouth (so lids and lips can
    close and open) and too close to a landmark; faces = their Delaunay triangulation;
-3. depth is an authored profile: a flattened ellipsoid (the head) plus a nose ridge, nostril wings,
+3. depth is an authored profile: a flattened ellipsoid fitted to the outline (the head) plus a nose ridge, nostril wings,
    recessed eyes, a brow ridge, lips and chin brought forward and a neck set back;
-4. texture coordinates are each vertex's pixel position in the portrait.
+4. texture coordinates are each vertex's pixel position in the portrait; the portrait's background
+   between the jaw line and the outline is painted over with mirrored skin (`texture`).
 
 Blend shapes are displacement fields (I or E, V, 3) in face units per unit coefficient:
 - identity (I = 16): face width, lower-face length, jaw width, nose protrusion, nose width, eye
@@ -31,6 +32,7 @@ import torch
 from scipy.spatial import Delaunay
 
 from backbones.synthetic.portrait import portrait_image, portrait_landmarks
+from backbones.synthetic.texture import paint_jaw_band
 
 IDENTITY_NAMES = (
     "face_width", "lower_face_length", "jaw_width", "nose_protrusion", "nose_width", "eye_spacing",
@@ -40,8 +42,11 @@ IDENTITY_NAMES = (
 EXPRESSION_NAMES = ("smile", "mouth_open", "brows_raise", "eyes_close", "jaw_sideways")
 NUM_LANDMARKS = 68
 
-# Head-and-neck ellipse in face units (centre x, centre y, half width, half height).
-HEAD_ELLIPSE = (0.03, 0.35, 1.75, 2.2)
+# Hair ellipse in face units (centre x, centre y, half width, half height); below SIDE_CUT the
+# outline follows the jaw line, JAW_MARGIN outside it, and then the neck.
+HEAD_ELLIPSE = (0.03, 0.35, 1.62, 2.2)
+SIDE_CUT = 0.2
+JAW_MARGIN = 0.1
 # Eye indices (iBUG, 0-based): right eye in the image's left half is 36..41, the other 42..47.
 EYE_INDICES = (tuple(range(36, 42)), tuple(range(42, 48)))
 INNER_MOUTH = tuple(range(60, 68))
@@ -80,8 +85,8 @@ def build_face_mesh(grid_spacing: float = 0.17, seed: int = 0) -> FaceMesh:
     pixels = portrait_landmarks()
     to_face, to_pixels = _face_frame(pixels)
     landmarks = to_face(pixels)
-    points_2d = _mesh_points(landmarks, grid_spacing)
-    faces = _triangulate(points_2d, landmarks)
+    points_2d, outline = _mesh_points(landmarks, grid_spacing)
+    faces = _triangulate(points_2d, outline)
     depth = _depth_profile(points_2d, landmarks)
     vertices = np.concatenate([points_2d, depth[:, None]], axis=1)
     photo_size = np.array([photo.shape[1], photo.shape[0]], dtype=np.float64)
@@ -89,6 +94,7 @@ def build_face_mesh(grid_spacing: float = 0.17, seed: int = 0) -> FaceMesh:
     skin, hair = _region_weights(points_2d, landmarks)
     identity = _identity_basis(vertices, landmarks, seed)
     expression = _expression_basis(vertices, landmarks)
+    photo = paint_jaw_band(photo, landmarks[0:17], outline, SIDE_CUT, to_face, to_pixels, _inside_polygon)
     texture = torch.from_numpy(photo.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
     as_float = lambda array: torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))  # noqa: E731
     return FaceMesh(
@@ -132,14 +138,53 @@ def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return (crosses & (x < x_at)).sum(1) % 2 == 1
 
 
-def _mesh_points(landmarks: np.ndarray, spacing: float) -> np.ndarray:
-    """Landmarks first, then interior grid points, then rim points: (V, 2)."""
+def _head_outline(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The head-and-neck outline: the hair ellipse above `SIDE_CUT`, then the jaw line pushed out by
+    `JAW_MARGIN` and a neck down to the ellipse's bottom.
+
+    Returns:
+        polygon (P, 2) closed implicitly, and its left and right side chains below the cut, each
+        (S, 2) ordered by increasing y.
+    """
     cx, cy, ax, ay = HEAD_ELLIPSE
+    top_angle = np.arcsin((SIDE_CUT - cy) / ay)
+    angles = np.linspace(top_angle, np.pi - top_angle - 2 * np.pi, 48)
+    arc = np.stack([cx + ax * np.cos(angles), cy + ay * np.sin(angles)], -1)  # right to left over the top
+    centre = landmarks[0:17].mean(0)
+    jaw = landmarks[0:17]
+    outward = (jaw - centre) / np.linalg.norm(jaw - centre, axis=1, keepdims=True)
+    jaw = jaw + JAW_MARGIN * outward
+    bottom = cy + ay
+    ear = lambda side, point: [(point + side) / 2.0 + (0.0, 0.05)]  # noqa: E731
+    left = np.concatenate([arc[-1:], ear(arc[-1], jaw[1]), jaw[1:6], [[jaw[5, 0], bottom]]])
+    right = np.concatenate([arc[:1], ear(arc[0], jaw[15]), jaw[15:10:-1], [[jaw[11, 0], bottom]]])
+    polygon = np.concatenate([arc, left[1:], right[::-1][:-1]])
+    return polygon, left, right
+
+
+def _outline_half_width(y: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre x and half width (N,) of the head outline at heights y (N,)."""
+    cx, cy, ax, ay = HEAD_ELLIPSE
+    ellipse_half = ax * np.sqrt(np.clip(1.0 - ((y - cy) / ay) ** 2, 1e-4, None))
+    x_left = np.where(y < SIDE_CUT, cx - ellipse_half, np.interp(y, left[:, 1], left[:, 0]))
+    x_right = np.where(y < SIDE_CUT, cx + ellipse_half, np.interp(y, right[:, 1], right[:, 0]))
+    return (x_left + x_right) / 2.0, (x_right - x_left) / 2.0
+
+
+def _mesh_points(landmarks: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks first, then interior grid points, then outline points: (V, 2); and the outline (P, 2)."""
+    cx, cy, ax, ay = HEAD_ELLIPSE
+    outline, _, _ = _head_outline(landmarks)
+    edges = np.concatenate([outline, outline[:1]])
+    rim = np.concatenate([
+        np.linspace(start, stop, max(1, int(np.ceil(np.linalg.norm(stop - start) / spacing))), endpoint=False)
+        for start, stop in zip(edges[:-1], edges[1:])
+    ])
     xs = np.arange(cx - ax, cx + ax + spacing, spacing)
     ys = np.arange(cy - ay, cy + ay + spacing, spacing)
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
-    radius = np.hypot((grid[:, 0] - cx) / ax, (grid[:, 1] - cy) / ay)
-    keep = radius < 1.0 - 0.4 * spacing / ax
+    keep = _inside_polygon(grid, outline)
+    keep &= np.linalg.norm(grid[:, None] - rim[None], axis=-1).min(1) > 0.5 * spacing
     holes = [landmarks[list(eye)] for eye in EYE_INDICES] + [landmarks[list(INNER_MOUTH)]]
     for hole in holes:
         centre = hole.mean(0)
@@ -147,16 +192,14 @@ def _mesh_points(landmarks: np.ndarray, spacing: float) -> np.ndarray:
         keep &= ~_inside_polygon(grid, grown)
     nearest = np.linalg.norm(grid[:, None] - landmarks[None], axis=-1).min(1)
     keep &= nearest > 0.45 * spacing
-    num_rim = int(np.ceil(2 * np.pi * max(ax, ay) / spacing))
-    angles = np.linspace(0.0, 2 * np.pi, num_rim, endpoint=False)
-    rim = np.stack([cx + ax * np.cos(angles), cy + ay * np.sin(angles)], -1)
-    return np.concatenate([landmarks, grid[keep], rim])
+    return np.concatenate([landmarks, grid[keep], rim]), outline
 
 
-def _triangulate(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Delaunay triangles (T, 3), oriented counter-clockwise on screen (positive cross product
-    with y down), without the slivers that would bridge the eye openings."""
+def _triangulate(points: np.ndarray, outline: np.ndarray) -> np.ndarray:
+    """Delaunay triangles (T, 3) inside the outline, oriented counter-clockwise on screen (positive
+    cross product with y down)."""
     faces = Delaunay(points).simplices
+    faces = faces[_inside_polygon(points[faces].mean(1), outline)]
     a, b, c = (points[faces[:, i]] for i in range(3))
     cross = (b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0]
     faces = np.where((cross < 0)[:, None], faces[:, [0, 2, 1]], faces)
@@ -177,9 +220,11 @@ def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
 def _depth_profile(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Authored depth (V,) in face units, negative toward the camera."""
     cx, cy, ax, ay = HEAD_ELLIPSE
-    radius = np.hypot((points[:, 0] - cx) / ax, (points[:, 1] - cy) / ay).clip(0.0, 1.0)
-    exponent = 2.6
-    depth = -1.45 * (1.0 - radius**exponent) ** (1.0 / exponent)
+    _, left, right = _head_outline(landmarks)
+    centre_x, half_width = _outline_half_width(points[:, 1], left, right)
+    radius = np.hypot((points[:, 0] - centre_x) / half_width, (points[:, 1] - cy) / ay).clip(0.0, 1.0)
+    exponent = 3.5
+    depth = -1.15 * (1.0 - radius**exponent) ** (1.0 / exponent)
     bridge, tip, base = landmarks[27], landmarks[30], landmarks[33]
     nose = np.zeros(len(points))
     for t in np.linspace(0.0, 1.0, 24):
@@ -234,18 +279,18 @@ def _identity_basis(vertices: np.ndarray, landmarks: np.ndarray, seed: int) -> n
     lips = _gaussian(points, mouth, 0.45, 0.25)
     fields = [
         field(dx=0.07 * x * _smoothstep(2.6, 1.0, y)),
-        field(dy=0.12 * lower * (y - 0.25)),
+        field(dy=0.08 * lower * (y - 0.25)),
         field(dx=0.1 * x * _smoothstep(0.5, 1.6, y) * _smoothstep(2.6, 1.8, y)),
         field(dz=-0.09 * nose_mask),
         field(dx=0.1 * (x - nose_tip[0]) * _gaussian(points, nose_tip, 0.25, 0.2)),
-        field(dx=0.05 * np.sign(x) * (eye_masks[0] + eye_masks[1])),
+        field(dx=0.05 * np.tanh(x / 0.15) * (eye_masks[0] + eye_masks[1])),
         field(dx=sum(0.15 * (x - c[0]) * m for c, m in zip(eye_centres, eye_masks)),
               dy=sum(0.15 * (y - c[1]) * m for c, m in zip(eye_centres, eye_masks))),
         field(dx=0.12 * (x - mouth[0]) * lips),
         field(dy=-0.06 * _gaussian(points, (0.0, landmarks[17:27, 1].mean()), 0.9, 0.2)),
         field(dy=0.1 * chin_mask),
         field(dz=-0.07 * chin_mask),
-        field(dx=0.03 * np.sign(x) * cheek_mask, dz=-0.07 * cheek_mask),
+        field(dx=0.03 * np.tanh(x / 0.15) * cheek_mask, dz=-0.07 * cheek_mask),
         field(dz=0.1 * (vertices[:, 2] - vertices[:, 2].mean())),
         field(dy=0.08 * np.tanh((y - mouth_y) / 0.06) * lips),
     ]
@@ -264,22 +309,22 @@ def _expression_basis(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray
     field = lambda dx=zeros, dy=zeros, dz=zeros: np.stack([dx, dy, dz], -1)  # noqa: E731
     corners = (landmarks[48], landmarks[54])
     smile = field(
-        dx=sum(side * 0.07 * _gaussian(points, c, 0.22, 0.2) for side, c in zip((-1.0, 1.0), corners)),
-        dy=sum(-0.08 * _gaussian(points, c, 0.22, 0.2) - 0.035 * _gaussian(points, c + (0.0, -0.3), 0.3, 0.25) for c in corners),
+        dx=sum(side * 0.05 * _gaussian(points, c, 0.22, 0.2) for side, c in zip((-1.0, 1.0), corners)),
+        dy=sum(-0.06 * _gaussian(points, c, 0.22, 0.2) - 0.035 * _gaussian(points, c + (0.0, -0.3), 0.3, 0.25) for c in corners),
         dz=sum(-0.04 * _gaussian(points, c + (0.0, -0.3), 0.3, 0.25) for c in corners),
     )
     upper_inner, lower_inner = landmarks[61:64, 1].mean(), landmarks[65:68, 1].mean()
     lip_gap = (upper_inner + lower_inner) / 2.0
     mouth_half_width = (landmarks[54, 0] - landmarks[48, 0]) / 2.0
     mouth_cx = landmarks[48:68, 0].mean()
-    softness = 0.01 + 0.35 * np.clip(np.abs(x - mouth_cx) - mouth_half_width, 0.0, None)
+    softness = 0.01 + 0.9 * np.clip(np.abs(x - mouth_cx) - mouth_half_width, 0.0, None)
     below = _smoothstep(lip_gap - softness, lip_gap + softness, y)
     jaw_weight = below * _smoothstep(2.5, 1.9, y) * _smoothstep(1.5, 0.9, np.abs(x - mouth_cx))
-    mouth_open = field(dy=0.3 * jaw_weight, dz=0.05 * jaw_weight)
+    mouth_open = field(dy=0.22 * jaw_weight, dz=0.04 * jaw_weight)
     brow_y = landmarks[17:27, 1].mean()
     eye_y = landmarks[36:48, 1].mean()
-    brow_weight = _smoothstep(eye_y - 0.02, brow_y, y) * _smoothstep(brow_y - 1.2, brow_y - 0.2, y) * _smoothstep(1.5, 0.9, np.abs(x))
-    brows = field(dy=-0.12 * brow_weight)
+    brow_weight = _smoothstep(brow_y + 0.6 * (eye_y - brow_y), brow_y, y) * _smoothstep(brow_y - 1.2, brow_y - 0.2, y) * _smoothstep(1.5, 0.9, np.abs(x))
+    brows = field(dy=-0.08 * brow_weight)
     eyes_close = np.zeros_like(vertices)
     for eye in EYE_INDICES:
         lid = landmarks[list(eye)]
@@ -289,5 +334,5 @@ def _expression_basis(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray
         above = _smoothstep(brow_y + 0.05, upper_y, y) * (y <= upper_y) + (y > upper_y) * _smoothstep(corner_y, upper_y, y)
         across = _smoothstep(half_width * 1.6, half_width * 0.8, np.abs(x - eye_cx))
         eyes_close[:, 1] += (lower_y - upper_y) * above * across
-    jaw_sideways = field(dx=0.12 * jaw_weight)
+    jaw_sideways = field(dx=0.06 * jaw_weight)
     return np.stack([smile, mouth_open, brows, eyes_close, jaw_sideways])

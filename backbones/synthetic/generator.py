@@ -121,12 +121,15 @@ class SyntheticGenerator(Generator):
         """ws (B, num_ws, w_dim) -> images (B, 3, R, R) in [-1, 1]; `noise_mode` is ignored."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
-        params = self.scene(ws)
+        return self.render(self.scene(ws))
+
+    def render(self, params: SceneParameters) -> torch.Tensor:
+        """Scene parameters of a batch of B -> images (B, 3, R, R) in [-1, 1] (for sweeps and figures)."""
         rotated, screen = self.posed_vertices(params)
         size = self.img_resolution
         triangle_ids = rasterize(screen.detach(), rotated[..., 2].detach(), self.faces, size, size)
         shading = lambert(vertex_normals(rotated, self.faces), params.light_direction, params.ambient, params.light_gain)
-        num_batch = len(ws)
+        num_batch = screen.shape[0]
         vertex_values = torch.cat(
             [self.uv.expand(num_batch, -1, -1), self.region_weights.expand(num_batch, -1, -1), shading[..., None]], -1
         )

@@ -124,16 +124,16 @@ class SceneDecoder(nn.Module):
             appearance=torch.tanh(0.5 * groups["appearance"]) * ws.new_tensor([0.35, 0.08, 0.05, 0.6, 0.1, 0.2]),
             expression=torch.stack(
                 [
-                    torch.tanh(0.8 * expression[:, 0]),
+                    torch.tanh(0.7 * expression[:, 0] - 0.2),
                     torch.tanh(0.7 * expression[:, 1] - 0.1),
-                    torch.tanh(0.7 * expression[:, 2]),
+                    torch.tanh(0.6 * expression[:, 2] + 0.2),
                     0.5 * (1.0 + torch.tanh(1.2 * expression[:, 3] - 2.4)),
                     torch.tanh(0.5 * expression[:, 4]),
                 ],
                 -1,
             ),
             rotation_deg=torch.stack(
-                [25.0 * torch.tanh(0.33 * rotation[:, 0]), 50.0 * torch.tanh(0.3 * rotation[:, 1]), 25.0 * torch.tanh(0.2 * rotation[:, 2])], -1
+                [20.0 * torch.tanh(0.3 * rotation[:, 0]), 50.0 * torch.tanh(0.3 * rotation[:, 1]), 25.0 * torch.tanh(0.2 * rotation[:, 2])], -1
             ),
             scale=0.21 * torch.exp(0.07 * torch.tanh(framing[:, 0] / 2.0) * 2.0),
             translation=0.03 * torch.tanh(framing[:, 1:3]),
