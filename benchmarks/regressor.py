@@ -15,6 +15,7 @@ Run it with `-m` from the repository root: as a plain script its own name would 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -33,6 +34,7 @@ class EpochClock(pl.Callback):
         self.target_loss, self.reached_at = target_loss, None
         self.start = self.epoch_start = 0.0
         self.num_samples = 0
+        self.throughputs: list[float] = []
 
     def on_train_start(self, trainer, module):
         self.start = time.perf_counter()
@@ -48,10 +50,11 @@ class EpochClock(pl.Callback):
 
     def on_validation_epoch_end(self, trainer, module):
         loss = float(trainer.callback_metrics["val/landmark_loss"])
+        self.throughputs.append(self.num_samples / self.train_seconds)
         elapsed = time.perf_counter() - self.start
         if self.reached_at is None and loss < self.target_loss:
             self.reached_at = elapsed
-        print(f"epoch {trainer.current_epoch:3d}: {self.num_samples / self.train_seconds:9.0f} training samples/s, "
+        print(f"epoch {trainer.current_epoch:3d}: {self.throughputs[-1]:9.0f} training samples/s, "
               f"val landmark loss {loss:.3e}, {elapsed:7.1f} s elapsed", flush=True)
 
 
@@ -91,6 +94,8 @@ def main() -> None:
         trainer.fit(module, datamodule=datamodule)
         fit_floor = float(data.nrsfm(data.q_fit[data.indices("val")]).sub(data.landmarks[data.indices("val")])
                           .square().sum(-1).mean())
+        print(f"training samples/s over epochs: median {statistics.median(clock.throughputs):.0f}, "
+              f"min {min(clock.throughputs):.0f}, max {max(clock.throughputs):.0f}")
         print(f"NRSfM fit's own val landmark loss (the floor): {fit_floor:.3e}")
         if clock.reached_at is None:
             print(f"val landmark loss < {args.target_loss:.1e}: not reached in {args.epochs} epochs")

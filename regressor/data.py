@@ -10,7 +10,6 @@ sample depends only on its seed and `split_seed` (a 64-bit hash), never on N or 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from nrsfm.dataset import Samples, read_samples
 from nrsfm.errors import UserError
+from nrsfm.fit import dataset_checksum
 from nrsfm.model import NRSfMModel
 from nrsfm.shapes import check_finite
 
@@ -123,11 +123,15 @@ def check_dataset_matches_fit(samples: Samples, model: NRSfMModel, attributes: d
     num_landmarks = samples.landmarks.shape[1]
     if model.num_landmarks != num_landmarks:
         raise UserError(f"landmark count mismatch: {samples_path} has {num_landmarks} landmarks per face but {nrsfm_dir} has {model.num_landmarks}; {fix}")
-    facts = {"generator": lambda m: _name(m.get("generator")), "generator checksum": _checksum, "dataset_checksum": lambda m: m.get("dataset_checksum")}
+    facts = {"generator": lambda m: _name(m.get("generator")), "generator checksum": _checksum}
     for fact, read in facts.items():
         ours, theirs = read(samples.metadata), read(model.metadata)
-        if ours is not None and theirs is not None and ours != theirs:
+        if ours not in (None, "unknown") and theirs not in (None, "unknown") and ours != theirs:
             raise UserError(f"{fact} mismatch: {samples_path} has {ours} but {nrsfm_dir} was fitted to {theirs}; {fix}")
+    fitted_to = model.metadata.get("dataset_checksum")
+    if fitted_to is not None and fitted_to != samples_checksum(samples):
+        raise UserError(f"sample set mismatch: {nrsfm_dir} was fitted to dataset {fitted_to}, {samples_path} is dataset "
+                        f"{samples_checksum(samples)}; {fix}")
     if len(attributes["seeds"]) != len(samples) or not np.array_equal(attributes["seeds"], samples.seeds):
         raise UserError(f"sample set mismatch: the seeds of {nrsfm_dir / 'attributes.npz'} differ from those of {samples_path}; {fix}")
     if not np.array_equal(attributes["found"], samples.found):
@@ -160,11 +164,8 @@ def split_of_seeds(seeds: np.ndarray, fractions: Sequence[float] = (0.8, 0.1, 0.
 
 
 def samples_checksum(samples: Samples) -> str:
-    """First 16 hex digits of SHA-256 over seeds, found and landmarks: identifies the sample set."""
-    digest = hashlib.sha256()
-    for array in (samples.seeds, samples.found, samples.landmarks):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:16]
+    """The sample set's identity as `nrsfm.fit` records it in model.npz ("dataset_checksum")."""
+    return dataset_checksum(samples.seeds, samples.landmarks, samples.found)
 
 
 def detector_name(metadata: dict[str, Any]) -> str | None:
@@ -189,6 +190,6 @@ def _name(value: Any) -> str | None:
 
 
 def _checksum(metadata: dict[str, Any]) -> str | None:
-    """The generator checksum, as "generator": {"checksum": ...} or "generator_checksum"."""
+    """The generator checksum: "generator_checksum" (or "generator": {"checksum": ...})."""
     generator = metadata.get("generator")
     return generator.get("checksum") if isinstance(generator, dict) else metadata.get("generator_checksum")

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import torch
 
+from nrsfm.fit import dataset_checksum
 from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
 from nrsfm.model import AttributeLayout, NRSfMModel, save_npz_atomic
 
@@ -86,10 +87,9 @@ def write_standin(
     q_fit[~found] = np.nan
 
     seeds = np.arange(num_samples, dtype=np.int64) + 1000 * seed
-    generator = {"name": "standin", "checksum": "standin-v1"}
-    dataset_checksum = f"standin-{seed}-{num_samples}"
-    samples_meta = {"generator": generator, "detector": detector, "num_landmarks": num_landmarks,
-                    "image_size": list(image_size), "dataset_checksum": dataset_checksum, "truncation_psi": 1.0}
+    generator = {"generator": "standin", "generator_checksum": "standin-v1"}
+    samples_meta = dict(generator, detector=detector, num_landmarks=num_landmarks, image_size=list(image_size),
+                        truncation_psi=1.0)
     samples_path = out_dir / "samples.h5"
     with h5py.File(samples_path, "w") as f:
         f["seeds"] = seeds
@@ -103,8 +103,8 @@ def write_standin(
         f["truth/rotation_deg"] = np.degrees(q_true[:, layout.rotation].numpy()).astype(np.float32)
         f.attrs["metadata"] = json.dumps(samples_meta)
 
-    model_meta = {"landmarks": detector, "num_landmarks": num_landmarks, "generator": generator,
-                  "dataset_checksum": dataset_checksum}
+    model_meta = dict(generator, landmarks=detector, num_landmarks=num_landmarks,
+                      dataset_checksum=dataset_checksum(seeds, landmarks, found))
     valid = q_fit[found]
     fitted = NRSfMModel(torch.from_numpy(mean_shape) @ frame.T, torch.from_numpy(directions) @ frame.T,
                         torch.from_numpy(basis), torch.from_numpy(valid.mean(0)), torch.from_numpy(valid.std(0)),

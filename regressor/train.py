@@ -106,6 +106,7 @@ def export_metadata(cfg: DictConfig, data) -> dict[str, Any]:
     return {
         "latent_space": data.latent_space,
         "generator": meta.get("generator", data.nrsfm.metadata.get("generator")),
+        "generator_checksum": meta.get("generator_checksum", data.nrsfm.metadata.get("generator_checksum")),
         "landmarks": detector_name(meta) or data.nrsfm.metadata.get("landmarks"),
         "num_landmarks": data.nrsfm.num_landmarks,
         "truncation_psi": meta.get("truncation_psi"),

@@ -13,7 +13,7 @@ def _regressor(standin, latent_space):
     data = load_regression_data(standin.samples, standin.nrsfm_dir, latent_space)
     mlp = AttributeMLP(data.latents.shape[1], data.nrsfm.layout.dim, [32, 32])
     mlp.set_input_statistics(data.latents)
-    meta = {"latent_space": latent_space, "generator": {"name": "standin", "checksum": "x"}, "landmarks": "standin68"}
+    meta = {"latent_space": latent_space, "generator": "standin", "generator_checksum": "x", "landmarks": "standin68"}
     return AttributeRegressor(mlp, data.nrsfm, latent_space, data.latent_shape, meta), data
 
 

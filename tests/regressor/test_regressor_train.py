@@ -20,7 +20,7 @@ def test_fast_dev_run_trains_tests_exports_and_reports(compose_train):
     assert export == default_regressor_path(cfg)
     regressor = load_attribute_regressor(export)
     assert regressor.latent_space == "w" and regressor.metadata["landmarks"] == "standin68"
-    assert regressor.metadata["generator"]["name"] == "standin"
+    assert regressor.metadata["generator"] == "standin" and regressor.metadata["generator_checksum"] == "standin-v1"
     report = json.loads((export.parent / "report.json").read_text())
     assert report["landmark_loss"] == pytest.approx(metrics["report"]["landmark_loss"])
     assert (export.parent / "report.png").stat().st_size > 10_000
