@@ -309,7 +309,7 @@ def _restarted_alpha_directions(factors: _Factors, reduced: torch.Tensor, num_al
     return _unit_factors(_Factors(factors.cameras.clone(), factors.mean_rows.clone(), directions, factors.basis_rows.clone(), alpha))
 
 
-def _grid_directions(cameras: torch.Tensor, residual: torch.Tensor, num_directions: int = 2000, max_samples: int = 4096) -> torch.Tensor:
+def _grid_directions(cameras: torch.Tensor, residual: torch.Tensor, num_directions: int = 1000, max_samples: int = 1024) -> torch.Tensor:
     """Per k, the unit d maximising sum_n (c_nk . M_n d)^2 / |M_n d|^2 over a hemisphere grid.
 
     That is the global minimum over d of the per-k rank-one problem c_nk ~ alpha_nk M_n d_k with
