@@ -1,7 +1,7 @@
 """StyleGAN2 / StyleGAN3-T / StyleGAN3-R synthesis throughput on this machine (images per second).
 
     python benchmarks/generator_stylegan.py [--batches 1 8] [--repeats 2] [--resolution 256]
-        [--channel-base 16384] [--channel-max 512] [--skip-large] [--device cpu]
+        [--channel-base 16384] [--channel-max 512] [--skip-large] [--device cpu] [--threads N]
 
 Rows: the tiny NVIDIA reference networks (32x32, from tests/backbones/data/stylegan or
 ../shared/fixtures/stylegan; skipped when absent) and random-weight networks at --resolution with
@@ -9,7 +9,8 @@ NVIDIA's channel schedule (channel_base / channel_max; 16384 / 512 is NVIDIA's 2
 StyleGAN2 and StyleGAN3-T; StyleGAN3-R uses twice the channel base and max, as NVIDIA's
 train.py does), z_dim = w_dim = 512. Each row: mapping + synthesis (noise const), no gradients,
 one warm-up call then --repeats timed calls. Also prints the max abs error of the tiny networks
-against NVIDIA's stored images. Nothing is asserted.
+against NVIDIA's stored images. Nothing is asserted. On a CPU shared with other jobs, --threads 1
+avoids the large slowdowns of contended intra-op thread pools.
 """
 from __future__ import annotations
 
@@ -75,7 +76,10 @@ def main() -> None:
     parser.add_argument("--channel-max", type=int, default=512)
     parser.add_argument("--skip-large", action="store_true", help="only the tiny reference networks")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
 
     for name in ("sg2_tiny.npz", "sg3t_tiny.npz", "sg3r_tiny.npz"):

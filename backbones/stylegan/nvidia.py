@@ -42,6 +42,7 @@ def generator_kwargs(record: PersistentRecord, architecture: str) -> dict[str, A
     """NVIDIA `Generator` init args/kwargs of `record` -> kwargs of our generator class."""
     kwargs = dict(zip(GENERATOR_POSITIONAL_ARGS, record.init_args))
     kwargs.update(record.init_kwargs)
+    kwargs.update(kwargs.pop("synthesis_kwargs", None) or {})  # stylegan2-ada-pytorch nests them
     missing = [name for name in ("z_dim", "w_dim", "img_resolution") if name not in kwargs]
     if missing:
         raise UserError(f"the G_ema record lacks constructor arguments {missing}; the network pickle is incomplete")
@@ -65,6 +66,8 @@ def generator_kwargs(record: PersistentRecord, architecture: str) -> dict[str, A
     for name in _IGNORED_KWARGS & set(kwargs):
         kwargs.pop(name)
     if architecture == "stylegan2":
+        if kwargs.pop("activation", "lrelu") != "lrelu":
+            raise UserError("only StyleGAN2 synthesis networks with lrelu activations are supported")
         if kwargs.pop("architecture", "skip") != "skip":
             raise UserError("only the StyleGAN2 'skip' generator architecture (config F) is supported")
         if not kwargs.pop("use_noise", True):

@@ -80,6 +80,12 @@ class StyleGANGenerator(Generator):
         """(w_dim,) the average w (NVIDIA's `mapping.w_avg` buffer)."""
         return self.mapping_network.w_avg
 
+    def forward(
+        self, z: torch.Tensor, truncation_psi: float | None = None, noise_mode: str | None = None
+    ) -> torch.Tensor:
+        """z (B, z_dim) -> images (B, 3, R, R); None uses the configured defaults."""
+        return self.synthesis(self.mapping(z, truncation_psi), noise_mode)
+
     def mapping(self, z: torch.Tensor, truncation_psi: float | None = None) -> torch.Tensor:
         """z (B, z_dim) -> ws (B, num_ws, w_dim), truncated toward `w_avg` on every row
         (None = this generator's configured `truncation_psi`)."""

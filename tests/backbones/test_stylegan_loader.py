@@ -95,6 +95,11 @@ def test_nvidia_kwargs_translation_refuses_what_it_cannot_build():
     base = {"z_dim": 8, "w_dim": 8, "img_resolution": 16, "img_channels": 3, "c_dim": 0}
     record = PersistentRecord("Generator", 6, "", {"_init_kwargs": {**base, "num_fp16_res": 4, "mapping_kwargs": {"num_layers": 3}}})
     assert generator_kwargs(record, "stylegan2")["num_mapping_layers"] == 3
+    # stylegan2-ada-pytorch nests the synthesis kwargs; TF-converted networks have no clamp.
+    nested = {**base, "mapping_kwargs": {"num_layers": 8, "w_avg_beta": 0.995, "embed_features": None},
+              "synthesis_kwargs": {"channel_base": 16384, "conv_clamp": None, "architecture": "skip", "activation": "lrelu"}}
+    translated = generator_kwargs(PersistentRecord("Generator", 6, "", {"_init_kwargs": nested}), "stylegan2")
+    assert translated["channel_base"] == 16384 and translated["conv_clamp"] is None and translated["num_mapping_layers"] == 8
     positional = PersistentRecord("Generator", 6, "", {"_init_args": (8, 0, 8, 16, 3), "_init_kwargs": {}})
     assert generator_kwargs(positional, "stylegan3") == {**{k: v for k, v in base.items() if k != "c_dim"}, "num_mapping_layers": 2}
     for kwargs, message in [
