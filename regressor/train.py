@@ -18,6 +18,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nrsfm.errors import UserError, exit_on_user_error
@@ -55,15 +56,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     data = datamodule.loaded
-    module = hydra.utils.instantiate(cfg.regressor, nrsfm=data.nrsfm, latent_dim=data.latents.shape[1])
+    module = instantiate(cfg.regressor, nrsfm=data.nrsfm, latent_dim=data.latents.shape[1])
     module.net.set_input_statistics(data.latents[data.indices("train")])
 
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                                   default_root_dir=str(output_dir))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -87,6 +88,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         print(f"exported {export_path}")
         metrics.update(export=str(export_path), report=report)
     return metrics
+
+
+def instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, re-raising a constructor's ValueError or UserError unwrapped (one-line errors)."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, (ValueError, UserError)):
+            raise error.__cause__ from None
+        raise
 
 
 def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:

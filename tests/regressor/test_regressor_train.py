@@ -60,6 +60,10 @@ def test_explicit_missing_checkpoint_and_mismatch_end_in_one_error_line(compose_
 
     with pytest.raises(UserError, match="checkpoint .* not found"):
         run_training(compose_train(*TINY, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        run_training(compose_train("data.batch_size=0"))
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        run_training(compose_train("regressor.activation=swish"))
 
 
 @pytest.mark.slow
