@@ -11,11 +11,16 @@ Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
    rows of every M_n Q orthogonal and of equal norm, by least squares), b_k = eigenvectors 4..3+K,
    then D and alpha by alternating least squares with cameras and B0 fixed. The ALS starts from
    a deterministic point (top eigenvector of the lifted residuals), so the fit is deterministic.
-3. Joint refinement: alternating least squares over cameras M_n (closed form per sample), alpha
-   (K x K solve per sample), B0 together with the b_k (one (3+K) x (3+K) solve), and D (one 3K x 3K
-   solve). Each step minimises the reprojection error exactly, so it never increases. The b_k stay
-   unit and inside the span of the top 3 + K eigenvectors; they start orthonormal and may lose
-   exact orthogonality (the error is reported as ``basis_orthogonality_error`` in the metadata).
+3. Joint refinement: alternating least squares over cameras M_n (closed form per sample, 3x3
+   inverses by the adjugate), alpha (one Gauss-Seidel sweep of exact per-coordinate updates),
+   B0 together with the b_k (one (3+K) x (3+K) solve) and D (one 3K x 3K solve); none of these
+   steps can increase the reprojection error. After every sweep the free affine 3D frame is
+   made Euclidean again (metric upgrade), so it cannot drift. ALS alone can settle with some d_k
+   in a poor local minimum or with two b_k merged, so the sweeps run in phases: between phases
+   the b_k rows are reset to the nearest orthonormal rows and D, alpha restart from a grid search
+   over directions (the global optimum of each rank-one subproblem, alpha eliminated). The best
+   phase is kept. The b_k stay unit and inside the span of the top 3 + K eigenvectors; they start
+   orthonormal and may lose exact orthogonality (``basis_orthogonality_error`` in the metadata).
 4. Gauges, fixed in this order: metric upgrade again (affine 3D frame -> Euclidean); mean alpha
    moved into B0 (alpha has zero mean); the frame rotated by the mean rotation of all samples
    (so theta = 0 faces the camera on average); the depth reflection resolved by the nose-tip rule
@@ -28,7 +33,7 @@ Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -134,7 +139,7 @@ def factorize(
         directions=factors.directions.T.to(dtype),
         basis=basis.to(dtype),
         q_mean=q_found.mean(0).to(dtype),
-        q_std=q_found.std(0).clamp_min(MIN_STD).to(dtype) if num_samples > 1 else torch.ones_like(q_found[0]).to(dtype),
+        q_std=q_found.std(0).clamp_min(MIN_STD).to(dtype),
         metadata=metadata,
     )
     return model, q
@@ -273,8 +278,7 @@ def _refine(factors: _Factors, reduced: torch.Tensor, num_steps: int, tolerance:
     best, best_error = factors, factors.squared_error(reduced)
     steps_per_phase = -(-num_steps // (num_restarts + 1))
     for phase in range(num_restarts + 1):
-        if phase > 0:
-            factors = _restarted_alpha_directions(_with_orthonormal_basis(best), reduced)
+        factors = replace(factors) if phase == 0 else _restarted_alpha_directions(_with_orthonormal_basis(best), reduced)
         previous = factors.squared_error(reduced)
         for _ in range(steps_per_phase):
             factors.cameras = _solve_cameras(factors, reduced)
