@@ -323,7 +323,7 @@ def _expression_basis(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray
     mouth_open = field(dy=0.22 * jaw_weight, dz=0.04 * jaw_weight)
     brow_y = landmarks[17:27, 1].mean()
     eye_y = landmarks[36:48, 1].mean()
-    brow_weight = _smoothstep(brow_y + 0.6 * (eye_y - brow_y), brow_y, y) * _smoothstep(brow_y - 1.2, brow_y - 0.2, y) * _smoothstep(1.5, 0.9, np.abs(x))
+    brow_weight = _smoothstep(brow_y + 0.85 * (eye_y - brow_y), brow_y, y) * _smoothstep(brow_y - 1.2, brow_y - 0.2, y) * _smoothstep(1.7, 1.1, np.abs(x))
     brows = field(dy=-0.08 * brow_weight)
     eyes_close = np.zeros_like(vertices)
     for eye in EYE_INDICES:

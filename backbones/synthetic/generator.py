@@ -21,7 +21,7 @@ from backbones.generator import Generator
 from backbones.synthetic.face_model import EXPRESSION_NAMES, IDENTITY_NAMES, NUM_LANDMARKS, build_face_mesh
 from backbones.synthetic.rasterizer import composite, interpolate, rasterize
 from backbones.synthetic.scene import NUM_CALIBRATION, NUM_WS, MappingNetwork, SceneDecoder, SceneParameters
-from backbones.synthetic.shading import apply_tone, background_gradient, lambert, sample_texture, vertex_normals
+from backbones.synthetic.shading import apply_tone, background_gradient, lambert, sample_texture, tone_map, vertex_normals
 from nrsfm.geometry import euler_angles_to_matrix
 from nrsfm.shapes import check_finite, check_shape
 
@@ -137,7 +137,7 @@ class SyntheticGenerator(Generator):
         uv, regions, shade = fragments.values.split([2, 2, 1], -1)
         albedo = sample_texture(self.texture, uv)
         colours = apply_tone(albedo, regions[:, 0], regions[:, 1], params.appearance[fragments.batch_index]) * shade
-        image = composite(colours, fragments, background_gradient(params.background, size, size))
+        image = composite(tone_map(colours), fragments, background_gradient(params.background, size, size))
         return image * 2.0 - 1.0
 
     def ground_truth(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -65,6 +65,13 @@ def lambert(normals: torch.Tensor, light_direction: torch.Tensor, ambient: torch
     return gain[:, None] * (ambient[:, None] + (1.0 - ambient[:, None]) * diffuse / frontal)
 
 
+def tone_map(colours: torch.Tensor, knee: float = 0.8) -> torch.Tensor:
+    """Keep colours in [0, 1]: identity below `knee`, a smooth (C1) tanh shoulder above it, and
+    negative values clipped to 0. (...) -> (...)."""
+    shoulder = knee + (1.0 - knee) * torch.tanh((colours - knee) / (1.0 - knee))
+    return torch.where(colours < knee, colours, shoulder).clamp(min=0.0)
+
+
 def background_gradient(colours: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Vertical gradient: colours (B, 2, 3) top and bottom -> (B, 3, H, W)."""
     t = torch.linspace(0.0, 1.0, height, dtype=colours.dtype, device=colours.device)[None, :, None]
