@@ -31,10 +31,13 @@ from regressor.export import load_attribute_regressor
 
 
 def load_models(cfg: DictConfig) -> tuple[Generator, nn.Module]:
-    """The frozen generator of `cfg.generator` and the matching regressor (built when missing)."""
+    """The frozen generator of `cfg.generator` and the matching regressor (built when missing); the
+    regressor's ``metadata["path"]`` records where it was read from."""
     check_config_complete(cfg)
     generator = build(cfg.generator, "generator")
-    regressor = load_attribute_regressor(ensure_regressor(cfg)).requires_grad_(False)
+    path = ensure_regressor(cfg)
+    regressor = load_attribute_regressor(path).requires_grad_(False)
+    regressor.metadata["path"] = str(path)
     check_regressor_matches(regressor, generator, cfg.latent_space)
     return generator, regressor
 
@@ -67,7 +70,7 @@ def finish(cfg: DictConfig, command: str, generator: Generator, regressor: nn.Mo
         raise UserError("the edit diverged (non-finite latents); ask for a smaller change, add damping, or lower the learning rate")
     out_dir = output_dir(cfg, command, generator.name)
     metadata = {"command": command, "request": request, "edit": OmegaConf.to_container(cfg.edit, resolve=True),
-                "regressor": regressor.metadata.get("samples", "")}
+                "regressor": regressor.metadata["path"]}
     paths = write_edit_outputs(out_dir, generator, regressor, latent0, result.latent, target, metadata=metadata,
                                truncation_psi=float(cfg.truncation_psi), num_frames=int(cfg.num_frames))
     rows = target.constrained
