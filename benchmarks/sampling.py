@@ -4,7 +4,8 @@
 
 Prints, for the configured generator and detector: rendering alone, detection alone in the main
 process, and the whole stage (`nrsfm.sample.sample_dataset`: render + detect + chunk writes + HDF5
-assembly) with `num_workers` = 1 and 2 spawned worker processes (start-up of the workers included).
+assembly) all in the main process, and with 1 and 2 spawned workers that render and detect, and with
+2 workers that only detect (start-up of the workers included).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def main() -> None:
     start = time.perf_counter()
     images = [render_batch(generator, seeds[i : i + args.batch_size], 1.0, False)[1] for i in range(0, len(seeds), args.batch_size)]
     render_s = time.perf_counter() - start
-    print(f"render only:                 {args.num_samples / render_s:7.2f} samples/s")
+    print(f"render only (main process):  {args.num_samples / render_s:7.2f} samples/s")
 
     pixels = np.concatenate([images_to_uint8(batch) for batch in images])
     start = time.perf_counter()
@@ -48,16 +49,16 @@ def main() -> None:
     detect_s = time.perf_counter() - start
     print(f"detect only (main process):  {args.num_samples / detect_s:7.2f} samples/s  (found {found.float().mean():.1%})")
 
-    for num_workers in (1, 2):
+    for num_workers, in_workers in ((0, False), (1, True), (2, True), (2, False)):
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "samples.h5"
             start = time.perf_counter()
-            sample_dataset(generator, detector, out, 0, args.num_samples, batch_size=args.batch_size,
-                           chunk_size=args.num_samples, num_workers=num_workers, progress=False)
+            sample_dataset(generator, detector, out, 0, args.num_samples, batch_size=args.batch_size, chunk_size=args.num_samples,
+                           num_workers=num_workers, render_in_workers=in_workers, progress=False)
             total_s = time.perf_counter() - start
             rate = read_samples(out).found.mean()
-        print(f"whole stage, {num_workers} worker(s):     {args.num_samples / total_s:7.2f} samples/s  (found {rate:.1%}, {total_s:.1f} s)")
-
+        where = "all in the main process" if num_workers == 0 else f"{num_workers} worker(s), render in {'workers' if in_workers else 'main'}"
+        print(f"whole stage, {where:<34} {args.num_samples / total_s:7.2f} samples/s  (found {rate:.1%}, {total_s:.1f} s)")
 
 if __name__ == "__main__":
     main()

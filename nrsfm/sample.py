@@ -137,59 +137,78 @@ def dataset_metadata(generator, detector, seed_start: int, num_samples: int, tru
 
 
 # ---------------------------------------------------------------------------------------------
-# Detection workers. Each spawned process rebuilds the detector from its pickle (constructor
-# arguments) once, in `_start_worker`; `_detect_in_worker` then uses it for every batch.
-_worker_detector = None
+# Worker processes. Each spawned process unpickles the detector (and, when it renders too, the
+# generator) once in `_start_worker`; `_detect_in_worker` / `_render_and_detect_in_worker` then use
+# them for every batch. Detections travel as numpy arrays (landmarks (B, L, 2) pixels, found, score).
+_worker_state: dict[str, Any] = {}
 
 
-def _start_worker(detector) -> None:
-    global _worker_detector
+def _start_worker(detector, generator, render_options: Mapping[str, Any]) -> None:
     torch.set_num_threads(1)
-    _worker_detector = detector
+    _worker_state.update(detector=detector, generator=generator, render_options=dict(render_options))
 
 
-def _detect_in_worker(images: np.ndarray):
-    detections = _worker_detector.detect_uint8(images)
+def detect_arrays(detector, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B, H, W, 3) uint8 -> landmarks (B, L, 2) pixels, found (B,), score (B,) as numpy arrays."""
+    detections = detector.detect_uint8(images)
     return detections.landmarks.numpy(), detections.found.numpy(), detections.score.numpy()
 
 
-class InlineExecutor:
-    """Runs detection in the calling process (``num_workers=0``), with the executor interface used here."""
+def _detect_in_worker(images: np.ndarray):
+    return detect_arrays(_worker_state["detector"], images)
 
-    def __init__(self, detector):
-        self.detector = detector
 
-    def submit(self, images: np.ndarray) -> Future:
-        future: Future = Future()
-        detections = self.detector.detect_uint8(images)
-        future.set_result((detections.landmarks.numpy(), detections.found.numpy(), detections.score.numpy()))
-        return future
-
-    def shutdown(self, cancel_futures: bool = False) -> None:
-        return None
+def _render_and_detect_in_worker(seeds: np.ndarray):
+    rows, images = render_batch(_worker_state["generator"], seeds, **_worker_state["render_options"])
+    return rows, detect_arrays(_worker_state["detector"], images_to_uint8(images))
 
 
 def can_spawn_workers() -> bool:
     """False inside a joblib (loky) launcher job, whose processes cannot spawn plain multiprocessing
-    children; there each shard detects in its own process and the launcher runs shards in parallel."""
+    children; there each shard works in its own process and the launcher runs shards in parallel."""
     if multiprocessing.get_start_method(allow_none=True) in (None, "spawn", "fork", "forkserver"):
         return True
-    print("note: running inside a joblib job: detecting in this process (parallelism comes from the shards)", file=sys.stderr)
+    print("note: running inside a joblib job: working in this process (parallelism comes from the shards)", file=sys.stderr)
     return False
 
 
-class WorkerPool:
-    """`num_workers` spawned processes, each holding its own copy of `detector`."""
+def completed(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
-    def __init__(self, detector, num_workers: int):
-        context = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(num_workers, mp_context=context, initializer=_start_worker, initargs=(detector,))
 
-    def submit(self, images: np.ndarray) -> Future:
-        return self.pool.submit(_detect_in_worker, images)
+class BatchRunner:
+    """Turns a batch of seeds into (rows, detections), in this process or in `num_workers` spawned ones.
 
-    def shutdown(self, cancel_futures: bool = False) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=cancel_futures)
+    With `render_in_workers` each worker renders and detects whole batches (both CPU cores busy on
+    a CPU generator); otherwise this process renders (e.g. on the GPU) and the workers detect.
+    `submit(seeds)` returns (rows or None, future): with None the future yields (rows, detections).
+    """
+
+    def __init__(self, generator, detector, render_options: Mapping[str, Any], num_workers: int, render_in_workers: bool):
+        self.generator, self.detector, self.render_options = generator, detector, dict(render_options)
+        self.render_in_workers = render_in_workers and num_workers > 0
+        self.pool = None
+        if num_workers > 0:
+            shipped_generator = generator if self.render_in_workers else None
+            self.pool = ProcessPoolExecutor(
+                num_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                initargs=(detector, shipped_generator, self.render_options),
+            )
+
+    def submit(self, seeds: np.ndarray) -> tuple[dict[str, np.ndarray] | None, Future]:
+        if self.render_in_workers:
+            return None, self.pool.submit(_render_and_detect_in_worker, seeds)
+        rows, images = render_batch(self.generator, seeds, **self.render_options)
+        pixels = images_to_uint8(images)
+        if self.pool is None:
+            return rows, completed(detect_arrays(self.detector, pixels))
+        return rows, self.pool.submit(_detect_in_worker, pixels)
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +265,7 @@ def sample_dataset(
     batch_size: int = 16,
     chunk_size: int = 500,
     num_workers: int = 2,
+    render_in_workers: bool = True,
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
     on_chunk_written: Callable[[int], None] | None = None,
@@ -256,6 +276,9 @@ def sample_dataset(
         generator: a `backbones.generator.Generator`.
         detector: a `backbones.landmarks.LandmarkDetector` (picklable when num_workers > 0).
         out: the final ``.h5`` path; chunks go to ``<out>.parts/``.
+        num_workers: spawned worker processes (0: everything in this process).
+        render_in_workers: workers render and detect (CPU generators); False: this process renders
+            and the workers only detect (a GPU generator).
         config: the data-changing settings to record in the metadata.
         on_chunk_written: called with the chunk index after each chunk is safely on disk.
     Returns:
@@ -282,7 +305,8 @@ def sample_dataset(
     image_size = (generator.img_resolution, generator.img_resolution)
     done = num_samples - sum(chunk.stop - chunk.start for chunk in todo)
     bar = tqdm(total=num_samples, initial=done, unit="img", desc=f"sampling {detector.name}", disable=not progress, dynamic_ncols=True)
-    executor = WorkerPool(detector, num_workers) if num_workers > 0 and todo and can_spawn_workers() else InlineExecutor(detector)
+    num_workers = num_workers if todo and (num_workers == 0 or can_spawn_workers()) else 0
+    runner = BatchRunner(generator, detector, dict(truncation_psi=truncation_psi, save_ws=save_ws, noise_mode=noise_mode), num_workers, render_in_workers)
     window = 2 * max(num_workers, 1)
     pending: deque = deque()
     collected: dict[int, list] = {}
@@ -291,6 +315,8 @@ def sample_dataset(
     def collect() -> None:
         chunk, rows, future = pending.popleft()
         result = future.result()
+        if rows is None:
+            rows, result = result
         collected.setdefault(chunk.index, []).append((rows, result))
         counts["seen"] += len(result[1])
         counts["found"] += int(result[1].sum())
@@ -305,8 +331,7 @@ def sample_dataset(
         for chunk in todo:
             for start in range(chunk.start, chunk.stop, batch_size):
                 seeds = np.arange(start, min(start + batch_size, chunk.stop), dtype=np.int64)
-                rows, images = render_batch(generator, seeds, truncation_psi, save_ws, noise_mode)
-                pending.append((chunk, rows, executor.submit(images_to_uint8(images))))
+                pending.append((chunk, *runner.submit(seeds)))
                 while len(pending) > window:
                     collect()
         while pending:
@@ -314,7 +339,7 @@ def sample_dataset(
     except BrokenProcessPool as error:
         raise UserError(f"a detection worker died ({error}); re-run with num_workers=0 to see the detector's own error") from error
     finally:
-        executor.shutdown(cancel_futures=True)
+        runner.shutdown()
         bar.close()
     write_samples_atomic(out, (load_chunk(path, fingerprint) for path in chunk_paths), num_samples, metadata)
     shutil.rmtree(parts_dir, ignore_errors=True)
@@ -382,6 +407,15 @@ def save_preview(generator, path: Path, dataset: Path, truncation_psi: float, no
     return path
 
 
+def render_in_workers(render_in: str, generator) -> bool:
+    """`render_in` "workers" | "main" | "auto" (workers when the generator lives on the CPU)."""
+    if render_in not in ("auto", "main", "workers"):
+        raise ValueError(f"render_in must be auto, main or workers, got {render_in!r}")
+    if render_in == "auto":
+        return generator.w_avg.device.type == "cpu"
+    return render_in == "workers"
+
+
 def check_config_complete(cfg: DictConfig) -> None:
     """UserError naming the first missing (``???``) or unresolvable config value."""
     try:
@@ -411,6 +445,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         batch_size=cfg.batch_size,
         chunk_size=cfg.chunk_size,
         num_workers=cfg.num_workers,
+        render_in_workers=render_in_workers(cfg.render_in, generator),
         config=data_config(cfg),
         progress=cfg.progress,
     )

@@ -140,10 +140,11 @@ def test_resume_after_interruption_gives_the_same_file(generator, detector, tmp_
     assert file_digest(resumed) == file_digest(uninterrupted)
 
 
-def test_worker_processes_give_the_same_file_as_inline_detection(generator, detector, tmp_path):
+def test_worker_processes_give_the_same_file_as_one_process(generator, detector, tmp_path):
     inline = sample(generator, detector, tmp_path / "inline.h5", num_samples=8)
-    pooled = sample(generator, detector, tmp_path / "pooled.h5", num_samples=8, num_workers=2)
-    assert file_digest(pooled) == file_digest(inline)
+    rendering_workers = sample(generator, detector, tmp_path / "a.h5", num_samples=8, num_workers=2, render_in_workers=True)
+    detecting_worker = sample(generator, detector, tmp_path / "b.h5", num_samples=8, num_workers=1, render_in_workers=False)
+    assert file_digest(rendering_workers) == file_digest(inline) == file_digest(detecting_worker)
 
 
 def test_corrupt_or_foreign_chunk_is_recomputed(generator, detector, tmp_path):
