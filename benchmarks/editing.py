@@ -3,6 +3,8 @@
     python -m benchmarks.editing                      # regressor-only numbers, about a minute on 2 cores
     python -m benchmarks.editing --generator-steps 10 # adds gradient steps through the synthetic
                                                       # generator and dlib's identity network
+    python -m benchmarks.editing --transfer generator=synthetic regressor_path=<regressor.pt>
+                                                      # adds end-to-end `editing.transfer` time
 
 The regressor is a paper-sized AttributeMLP (512 -> 3 x 512 -> 8 + K, K = 12, ReLU) with random
 weights over a random NRSfM model: speed does not depend on training. Each edit asks for
@@ -86,6 +88,20 @@ def benchmark_gradient_through_generator(batch: int, num_steps: int, resolution:
           f"and dlib identity = {elapsed / num_steps:.2f} s per step, {100 * elapsed / num_steps:.0f} s per 100 steps")
 
 
+def benchmark_transfer(overrides: list[str]) -> None:
+    """Wall time of `editing.transfer.run` with conf/transfer.yaml and `overrides` (includes loading,
+    the edit, rendering and writing; with no regressor_path it includes building the pipeline)."""
+    from hydra import compose, initialize_config_module
+
+    from editing import transfer
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name="transfer", overrides=overrides)
+    start = time.perf_counter()
+    transfer.run(cfg)
+    print(f"transfer end to end ({' '.join(overrides)}): {time.perf_counter() - start:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 256])
@@ -94,6 +110,7 @@ def main() -> None:
     parser.add_argument("--generator-steps", type=int, default=0, help="gradient steps through G (0: skip)")
     parser.add_argument("--generator-batch", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--transfer", nargs="*", default=None, help="overrides for conf/transfer.yaml; times editing.transfer")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is steadier on a shared machine")
     args = parser.parse_args()
     if args.threads > 0:
@@ -106,6 +123,8 @@ def main() -> None:
         benchmark_gradient(regressor, args.batch_sizes, args.gradient_steps)
     if args.generator_steps > 0:
         benchmark_gradient_through_generator(args.generator_batch, args.generator_steps, args.resolution)
+    if args.transfer is not None:
+        benchmark_transfer(args.transfer)
 
 
 if __name__ == "__main__":
