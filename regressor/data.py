@@ -101,7 +101,7 @@ def load_regression_data(
 def read_attributes(path: Path, q_dim: int) -> dict[str, np.ndarray]:
     """attributes.npz -> {"seeds" (N,), "q" (N, q_dim), "found" (N,), "metadata" dict}; UserError when unusable."""
     if not path.is_file():
-        raise UserError(f"NRSfM attributes {path} not found; create them with `python -m nrsfm.fit data=<samples.h5>`")
+        raise UserError(f"NRSfM attributes {path} not found; create them with `python -m nrsfm.fit samples=<samples.h5>`")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("seeds", "q", "found")}
@@ -115,7 +115,7 @@ def read_attributes(path: Path, q_dim: int) -> dict[str, np.ndarray]:
 
 def check_dataset_matches_fit(samples: Samples, model: NRSfMModel, attributes: dict, samples_path, nrsfm_dir) -> None:
     """Raise UserError when the NRSfM fit was made for another landmark type or another sample set."""
-    fix = f"re-run `python -m nrsfm.fit data={samples_path}` or point data.nrsfm_dir at the fit of this dataset"
+    fix = f"re-run `python -m nrsfm.fit samples={samples_path}` or point data.nrsfm_dir at the fit of this dataset"
     detector = detector_name(samples.metadata)
     model_detector = _name(model.metadata.get("landmarks"))
     if detector is not None and model_detector is not None and detector != model_detector:
