@@ -343,39 +343,42 @@ def _solve_alpha(factors: _Factors, reduced: torch.Tensor) -> torch.Tensor:
     """One Gauss-Seidel sweep over k of exact per-coordinate minimisation for alpha: (N, K).
 
     Each update alpha_nk += u_nk^T R_n F_k^T / (|u_nk|^2 |F_k|^2), u_nk = M_n d_k, R_n the current
-    residual; exact when the b_k are orthonormal and never increases the error otherwise.
+    residual; exact when the b_k are orthonormal and never increases the error otherwise. The
+    residual is tracked through its projections R_n F^T (N, 2, K).
     """
     projected = factors.cameras @ factors.directions  # (N, 2, K)
     residual = reduced - factors.cameras @ factors.shapes()  # (N, 2, r)
-    row_norms = factors.basis_rows.square().sum(-1)
+    basis_gram = factors.basis_rows @ factors.basis_rows.T  # (K, K)
+    residual_on_basis = residual @ factors.basis_rows.T  # (N, 2, K)
+    denominators = (projected.square().sum(1) * basis_gram.diagonal()).clamp_min(1e-30)  # (N, K)
     alpha = factors.alpha.clone()
     for k in range(alpha.shape[1]):
-        step = torch.einsum("nc,ncr,r->n", projected[..., k], residual, factors.basis_rows[k])
-        step = step / (projected[..., k].square().sum(-1) * row_norms[k]).clamp_min(1e-30)
+        step = (projected[..., k] * residual_on_basis[..., k]).sum(-1) / denominators[:, k]
         alpha[:, k] += step
-        residual -= step[:, None, None] * projected[..., k, None] * factors.basis_rows[k]
+        residual_on_basis -= (step[:, None] * projected[..., k])[..., None] * basis_gram[k]
     return alpha
 
 
 def _solve_rows(factors: _Factors, reduced: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """B0 and b_k rows (E (3, r), F (K, r)) jointly given cameras, D and alpha: one shared solve."""
     projected = factors.cameras @ factors.directions  # (N, 2, K)
-    design = torch.cat((factors.cameras, factors.alpha[:, None, :] * projected), -1)  # (N, 2, 3 + K)
-    normal = torch.einsum("nci,ncj->ij", design, design)
-    rhs = torch.einsum("nci,ncr->ir", design, reduced)
-    solution = torch.linalg.solve(normal, rhs)
+    design = torch.cat((factors.cameras, factors.alpha[:, None, :] * projected), -1).flatten(0, 1)  # (2N, 3 + K)
+    solution = torch.linalg.solve(design.T @ design, design.T @ reduced.flatten(0, 1))
     return solution[:3], solution[3:]
 
 
 def _solve_directions(factors: _Factors, reduced: torch.Tensor) -> torch.Tensor:
     """D (3, K) given cameras, B0, b and alpha: one 3K x 3K least-squares solve."""
-    num_basis = factors.alpha.shape[1]
-    camera_gram = factors.cameras.transpose(1, 2) @ factors.cameras  # (N, 3, 3)
+    num_samples, num_basis = factors.alpha.shape
+    camera_gram = (factors.cameras.transpose(1, 2) @ factors.cameras).reshape(num_samples, 1, 9)  # (N, 1, 9)
+    weighted = (factors.alpha[:, :, None] * camera_gram).reshape(num_samples, -1)  # (N, K * 9)
+    normal = (factors.alpha.T @ weighted).reshape(num_basis, num_basis, 3, 3)  # [k, l, a, b]
     basis_gram = factors.basis_rows @ factors.basis_rows.T
-    normal = torch.einsum("nk,nl,nab->kalb", factors.alpha, factors.alpha, camera_gram) * basis_gram[:, None, :, None]
+    normal = (normal * basis_gram[:, :, None, None]).permute(0, 2, 1, 3).reshape(3 * num_basis, 3 * num_basis)
     residual = reduced - factors.cameras @ factors.mean_rows
-    rhs = torch.einsum("nk,nca,ncr,kr->ka", factors.alpha, factors.cameras, residual, factors.basis_rows)
-    solution = torch.linalg.solve(normal.reshape(3 * num_basis, 3 * num_basis), rhs.reshape(-1))
+    lifted = factors.cameras.transpose(1, 2) @ (residual @ factors.basis_rows.T)  # (N, 3, K)
+    rhs = (lifted * factors.alpha[:, None, :]).sum(0).T  # (K, 3)
+    solution = torch.linalg.solve(normal, rhs.reshape(-1))
     return solution.reshape(num_basis, 3).T
 
 
