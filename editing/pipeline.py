@@ -65,8 +65,9 @@ def ensure_regressor(cfg: DictConfig) -> Path:
     fit_dir = fit_dir_for(samples, pipeline.num_basis, list(pipeline.fit))
     if not ((fit_dir / "model.npz").is_file() and (fit_dir / "attributes.npz").is_file()):
         print(f"fitting the NRSfM model into {fit_dir} (python -m nrsfm.fit)")
-        fit.run(compose_stage("fit", [f"paths.work_dir={cfg.paths.work_dir}", f"data={samples}",
-                                      f"num_basis={pipeline.num_basis}", f"out_dir={fit_dir}", *pipeline.fit]))
+        fit_cfg = compose_stage("fit", [f"paths.work_dir={cfg.paths.work_dir}", f"samples={samples}",
+                                        f"num_basis={pipeline.num_basis}", f"out_dir={fit_dir}", *pipeline.fit])
+        fit.run(fit_cfg)
     train_cfg = compose_stage("train", [f"paths.work_dir={cfg.paths.work_dir}", f"data.samples={samples}",
                                         f"data.nrsfm_dir={fit_dir}", f"latent_space={cfg.latent_space}", *pipeline.train])
     path = train.default_regressor_path(train_cfg)
