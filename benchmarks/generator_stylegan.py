@@ -8,7 +8,7 @@ Rows: the tiny NVIDIA reference networks (32x32, from tests/backbones/data/style
 NVIDIA's channel schedule (channel_base / channel_max; 16384 / 512 is NVIDIA's 256x256 setting for
 StyleGAN2 and StyleGAN3-T; StyleGAN3-R uses twice the channel base and max, as NVIDIA's
 train.py does), z_dim = w_dim = 512. Each row: mapping + synthesis (noise const), no gradients,
-one warm-up call then --repeats timed calls. Also prints the max abs error of the tiny networks
+one warm-up call then --repeats timed calls; wall-clock images/s and CPU seconds per image. Also prints the max abs error of the tiny networks
 against NVIDIA's stored images. Nothing is asserted. On a CPU shared with other jobs, --threads 1
 avoids the large slowdowns of contended intra-op thread pools.
 """
@@ -30,14 +30,18 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 FIXTURE_DIRS = [REPOSITORY / "tests" / "backbones" / "data" / "stylegan", REPOSITORY.parent / "shared" / "fixtures" / "stylegan"]
 
 
-def images_per_second(generator, batch: int, repeats: int) -> float:
+def throughput(generator, batch: int, repeats: int) -> str:
+    """'batch B: X img/s (Y CPU s/img)': wall-clock rate and this process's CPU time per image
+    (the CPU time stays meaningful when other jobs share the cores)."""
     z = generator.z_from_seeds(range(batch))
     with torch.no_grad():
         generator(z)
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(repeats):
             generator(z)
-    return batch * repeats / (time.perf_counter() - start)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    num_images = batch * repeats
+    return f"batch {batch}: {num_images / wall:8.3f} img/s ({cpu / num_images:7.3f} CPU s/img)"
 
 
 def fixture_generator(name: str):
@@ -92,7 +96,7 @@ def main() -> None:
         with torch.no_grad():
             images = generator.synthesis(torch.from_numpy(fixture["ws"]).to(args.device)).cpu()
         error = float((images - torch.from_numpy(fixture["img"])).abs().max())
-        rates = ", ".join(f"batch {b}: {images_per_second(generator, b, args.repeats):8.2f} img/s" for b in args.batches)
+        rates = ", ".join(throughput(generator, b, args.repeats) for b in args.batches)
         print(f"tiny {generator.name:12s} 32x32  num_ws={generator.num_ws:2d}  max|ours - NVIDIA| = {error:.2e}  {rates}")
 
     if args.skip_large:
@@ -100,7 +104,7 @@ def main() -> None:
     for name, generator in random_generators(args.resolution, args.channel_base, args.channel_max).items():
         generator = generator.freeze().to(args.device)
         num_params = sum(p.numel() for p in generator.parameters())
-        rates = ", ".join(f"batch {b}: {images_per_second(generator, b, args.repeats):8.3f} img/s" for b in args.batches)
+        rates = ", ".join(throughput(generator, b, args.repeats) for b in args.batches)
         print(f"random {name:12s} {args.resolution}x{args.resolution}  params={num_params / 1e6:5.1f}M  {rates}", flush=True)
 
 

@@ -26,26 +26,29 @@ def bias_act(
     slope: float | None = None,
     gain: float = 1.0,
     clamp: float | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Add a per-channel bias, apply leaky ReLU, scale, clamp.
 
     Args:
         x: (B, C, ...) activations; `bias` broadcasts over dimension 1.
         bias: (C,) or None.
-        slope: negative-side slope of leaky ReLU; None = linear.
+        slope: negative-side slope of leaky ReLU; None (or 1) = linear.
         gain: multiplier applied after the activation.
         clamp: clamp the result to [-clamp, clamp]; None = no clamping.
+        inplace: overwrite `x` (only for tensors no autograd graph needs).
     Returns:
         Tensor of the shape of `x`.
     """
     if bias is not None:
-        x = x + bias.reshape([1, -1] + [1] * (x.ndim - 2))
-    if slope is not None:
-        x = F.leaky_relu(x, slope)
+        bias = bias.reshape([1, -1] + [1] * (x.ndim - 2))
+        x = x.add_(bias) if inplace else x + bias
+    if slope is not None and slope != 1:
+        x = F.leaky_relu(x, slope, inplace=inplace)
     if gain != 1:
-        x = x * gain
+        x = x.mul_(gain) if inplace else x * gain
     if clamp is not None and clamp >= 0:
-        x = x.clamp(-clamp, clamp)
+        x = x.clamp_(-clamp, clamp) if inplace else x.clamp(-clamp, clamp)
     return x
 
 
@@ -145,7 +148,8 @@ def filtered_lrelu(
     """
     x = bias_act(x, bias)
     x = upfirdn2d(x, up_filter, up=up, padding=padding, gain=up * up)
-    x = bias_act(x, slope=slope, gain=gain, clamp=clamp)
+    # x is a fresh tensor here: overwrite it unless autograd needs it.
+    x = bias_act(x, slope=slope, gain=gain, clamp=clamp, inplace=not (torch.is_grad_enabled() and x.requires_grad))
     return upfirdn2d(x, down_filter, down=down)
 
 
