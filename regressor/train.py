@@ -48,7 +48,7 @@ def default_regressor_path(cfg: DictConfig) -> Path:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train, test, export and report; returns {"val/landmark_loss", "test/landmark_loss", ..., "export"}."""
+    """Train, test, export and report; returns {"val/landmark_loss" (of the best checkpoint), "test/landmark_loss", ..., "export"}."""
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.output_dir = str(Path(cfg.output_dir) if cfg.get("output_dir") else default_regressor_path(cfg).parent)
@@ -65,7 +65,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                                  default_root_dir=str(output_dir))
+                                      default_root_dir=str(output_dir))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, output_dir))
@@ -75,7 +75,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     best = checkpoint.best_model_path if checkpoint is not None else ""
     if best and not trainer.fast_dev_run:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-        metrics["best_checkpoint"] = best
+        metrics.update(best_checkpoint=best, **{checkpoint.monitor: float(checkpoint.best_model_score)})
     metrics.update({key: float(value) for results in trainer.test(module, datamodule=datamodule, verbose=False)
                     for key, value in results.items()})
     if cfg.export and trainer.is_global_zero:

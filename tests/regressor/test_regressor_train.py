@@ -33,6 +33,10 @@ def test_checkpoints_logs_and_resume(compose_train):
     assert list((out / "logs" / "tensorboard").rglob("events.out.tfevents.*"))
     first_log = (out / "logs" / "csv" / "version_0" / "metrics.csv").read_text()
     assert "val/landmark_loss" in first_log and "lr-Adam" in first_log
+    rows = [line.split(",") for line in first_log.splitlines()]
+    column = rows[0].index("val/landmark_loss")
+    val_losses = [float(row[column]) for row in rows[1:] if row[column]]
+    assert len(val_losses) == 2 and metrics["val/landmark_loss"] == pytest.approx(min(val_losses))
     regressor = load_attribute_regressor(out / "regressor.pt")
     assert regressor.latent_shape == (4, 16) and regressor(torch.zeros(3, 4, 16)).shape == (3, 12)
 
