@@ -47,6 +47,9 @@ NUM_LANDMARKS = 68
 HEAD_ELLIPSE = (0.03, 0.35, 1.62, 2.2)
 SIDE_CUT = 0.2
 JAW_MARGIN = 0.1
+NECK_INSET = 0.05
+# Overall strength of the identity blend shapes (1.6: most pairs of faces are told apart by dlib).
+IDENTITY_GAIN = 1.0
 # Eye indices (iBUG, 0-based): right eye in the image's left half is 36..41, the other 42..47.
 EYE_INDICES = (tuple(range(36, 42)), tuple(range(42, 48)))
 INNER_MOUTH = tuple(range(60, 68))
@@ -140,7 +143,7 @@ def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 def _head_outline(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The head-and-neck outline: the hair ellipse above `SIDE_CUT`, then the jaw line pushed out by
-    `JAW_MARGIN` and a neck down to the ellipse's bottom.
+    `JAW_MARGIN` and a neck (`NECK_INSET` inside jaw points 5 and 11) down to the ellipse's bottom.
 
     Returns:
         polygon (P, 2) closed implicitly, and its left and right side chains below the cut, each
@@ -156,8 +159,8 @@ def _head_outline(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     jaw = jaw + JAW_MARGIN * outward
     bottom = cy + ay
     ear = lambda side, point: [(point + side) / 2.0 + (0.0, 0.05)]  # noqa: E731
-    left = np.concatenate([arc[-1:], ear(arc[-1], jaw[1]), jaw[1:6], [[jaw[5, 0], bottom]]])
-    right = np.concatenate([arc[:1], ear(arc[0], jaw[15]), jaw[15:10:-1], [[jaw[11, 0], bottom]]])
+    left = np.concatenate([arc[-1:], ear(arc[-1], jaw[1]), jaw[1:6], [[landmarks[5, 0] + NECK_INSET, bottom]]])
+    right = np.concatenate([arc[:1], ear(arc[0], jaw[15]), jaw[15:10:-1], [[landmarks[11, 0] - NECK_INSET, bottom]]])
     polygon = np.concatenate([arc, left[1:], right[::-1][:-1]])
     return polygon, left, right
 
@@ -299,7 +302,7 @@ def _identity_basis(vertices: np.ndarray, landmarks: np.ndarray, seed: int) -> n
         centres = rng.uniform([-1.2, -1.0], [1.2, 2.0], size=(6, 2))
         weights = rng.normal(0.0, 1.0, size=(6, 3)) * np.array([0.035, 0.035, 0.05])
         fields.append(sum(_gaussian(points, c, 0.45, 0.45)[:, None] * w for c, w in zip(centres, weights)))
-    return np.stack(fields)
+    return IDENTITY_GAIN * np.stack(fields)
 
 
 def _expression_basis(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
