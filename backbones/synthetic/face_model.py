@@ -48,8 +48,6 @@ HEAD_ELLIPSE = (0.03, 0.35, 1.62, 2.2)
 SIDE_CUT = 0.2
 JAW_MARGIN = 0.1
 NECK_INSET = 0.05
-# Overall strength of the identity blend shapes (1.6: most pairs of faces are told apart by dlib).
-IDENTITY_GAIN = 1.0
 # Eye indices (iBUG, 0-based): right eye in the image's left half is 36..41, the other 42..47.
 EYE_INDICES = (tuple(range(36, 42)), tuple(range(42, 48)))
 INNER_MOUTH = tuple(range(60, 68))
@@ -302,7 +300,7 @@ def _identity_basis(vertices: np.ndarray, landmarks: np.ndarray, seed: int) -> n
         centres = rng.uniform([-1.2, -1.0], [1.2, 2.0], size=(6, 2))
         weights = rng.normal(0.0, 1.0, size=(6, 3)) * np.array([0.035, 0.035, 0.05])
         fields.append(sum(_gaussian(points, c, 0.45, 0.45)[:, None] * w for c, w in zip(centres, weights)))
-    return IDENTITY_GAIN * np.stack(fields)
+    return np.stack(fields)
 
 
 def _expression_basis(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
