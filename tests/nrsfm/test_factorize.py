@@ -182,3 +182,14 @@ def test_nan_in_rows_not_found_is_ignored():
     landmarks[10] = math.nan
     _, q = factorize(landmarks, found, num_basis=3, num_refine_steps=10)
     assert bool(q[10].isnan().all()) and bool(q[found].isfinite().all())
+
+
+@pytest.mark.slow
+def test_issue_setting_ten_thousand_samples():
+    """L=68, K=12, N=10 000, noise 0.002: the setting where the official two-step code reaches RMSE 0.013."""
+    data = synthetic_landmarks(10_000, num_landmarks=68, num_basis=12, noise=NOISE, seed=10)
+    model, q = factorize(data.landmarks, torch.ones(10_000, dtype=torch.bool), num_basis=12)
+    assert model.metadata["rmse"] <= 0.5 * model.metadata["rmse_two_step"]
+    assert model.metadata["rmse"] < 1.1 * NOISE
+    errors = rotation_errors_deg(euler_angles_to_matrix(q[:, 3:6]), euler_angles_to_matrix(data.q[:, 3:6]))
+    assert float(errors.median()) < 2.0
