@@ -23,6 +23,7 @@ from nrsfm.shapes import check_shape
 
 _DEPTH_LEVELS = 2**30
 _TRIANGLE_BITS = 20
+_OFFSET_BIAS = 2**40  # keeps packed row offsets non-negative
 _EDGE_TOLERANCE = 1e-4
 
 
@@ -117,17 +118,22 @@ def rasterize(screen: torch.Tensor, depth: torch.Tensor, faces: torch.Tensor, he
     start = (lower - _EDGE_TOLERANCE).ceil().clamp(min=0.0)
     stop = (upper + _EDGE_TOLERANCE).floor().clamp(max=width - 1.0)
     row_length = ((stop - start + 1.0).clamp(min=0.0) * ~blocked).long()
-    pixel_owner = torch.repeat_interleave(torch.arange(len(row_length), device=screen.device), row_length)
-    pixel_x = start[pixel_owner] + _local_index(row_length, pixel_owner).to(screen.dtype)
-    pixel_depth = row_base[pixel_owner, 3] + slope[pixel_owner, 3] * pixel_x
-    if len(pixel_depth) == 0:
+    if int(row_length.sum()) == 0:
         return buffer.fill_(-1).view(num_batch, height, width)
+    # Per row: depth at x = 0 and its slope, and (first pixel's flat index - position in the pixel
+    # list) packed with the triangle index, so each pixel needs two gathers.
+    pixel_owner = torch.repeat_interleave(torch.arange(len(row_length), device=screen.device), row_length)
+    first_pixel = (batch_index[row_owner] * height + row_y.long()) * width + start.long()
+    row_offset = first_pixel - (torch.cumsum(row_length, 0) - row_length)
+    packed = ((row_offset + _OFFSET_BIAS) << _TRIANGLE_BITS) | face_index[row_owner]
+    pixel_packed = packed[pixel_owner]
+    pixel_flat = torch.arange(len(pixel_owner), device=screen.device) + (pixel_packed >> _TRIANGLE_BITS) - _OFFSET_BIAS
+    depth_line = torch.stack([row_base[:, 3], slope[:, 3]], -1)[pixel_owner]
+    pixel_depth = depth_line[:, 0] + depth_line[:, 1] * (pixel_flat % width).to(screen.dtype)
     low_depth, high_depth = pixel_depth.min(), pixel_depth.max()
     scale = (_DEPTH_LEVELS - 1) / (high_depth - low_depth).clamp(min=1e-12)
-    row_face = face_index[row_owner]
-    row_flat = (batch_index[row_owner] * height + row_y.long()) * width
-    key = (((pixel_depth - low_depth) * scale).long() << _TRIANGLE_BITS) | row_face[pixel_owner]
-    buffer.scatter_reduce_(0, row_flat[pixel_owner] + pixel_x.long(), key, reduce="amin")
+    key = (((pixel_depth - low_depth) * scale).long() << _TRIANGLE_BITS) | (pixel_packed & (2**_TRIANGLE_BITS - 1))
+    buffer.scatter_reduce_(0, pixel_flat, key, reduce="amin")
     ids = torch.where(buffer == empty, torch.full_like(buffer, -1), buffer & (2**_TRIANGLE_BITS - 1))
     return ids.view(num_batch, height, width)
 
