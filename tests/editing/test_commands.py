@@ -37,7 +37,7 @@ def command_config(name, tmp_path, regressor_path, *overrides):
 
 
 def test_edit_command_writes_outputs_and_reaches_target(tmp_path, regressor_path, capsys):
-    result = edit.run(command_config("edit", tmp_path, regressor_path, "faces=[3,4]", "delta.yaw=5", "edit.num_steps=4"))
+    result = edit.run(command_config("edit", tmp_path, regressor_path, "faces=[3,4]", "delta.yaw=5", "edit.num_steps=4", "edit.damping=0"))
     assert result["max_error_std"] < 1e-3
     assert {"latents", "side_by_side", "trajectory"} <= set(result)
     ws, metadata = load_latents(result["latents"])
@@ -54,7 +54,7 @@ def test_gradient_edit_command(tmp_path, regressor_path):
 
 
 def test_transfer_command_moves_parts(tmp_path, regressor_path):
-    cfg = command_config("transfer", tmp_path, regressor_path, "source=1", "target=[2,5]", "parts=[rotation]", "edit.num_steps=6")
+    cfg = command_config("transfer", tmp_path, regressor_path, "source=1", "target=[2,5]", "parts=[rotation]", "edit.num_steps=6", "edit.damping=0")
     result = transfer.run(cfg)
     with np.load(result["latents"]) as data:
         np.testing.assert_allclose(data["q_edit"][:, 3:6], data["q_target"][:, 3:6], atol=1e-3)
@@ -63,7 +63,7 @@ def test_transfer_command_moves_parts(tmp_path, regressor_path):
 
 
 def test_conditional_sampling_command(tmp_path, regressor_path):
-    cfg = command_config("conditional", tmp_path, regressor_path, "preset=frontal", "n=3", "seed=10", "edit.num_steps=6")
+    cfg = command_config("conditional", tmp_path, regressor_path, "preset=frontal", "n=3", "seed=10", "edit.num_steps=6", "edit.damping=0")
     result = sample.run(cfg)
     with np.load(result["latents"]) as data:
         assert data["w"].shape == (3, 3, 16)
