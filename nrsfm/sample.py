@@ -5,8 +5,12 @@
 - Sample i of a run has seed ``seed + i`` and latent ``generator.z_from_seeds([seed + i])``;
   ``shard=s num_shards=n`` takes the s-th of n contiguous, disjoint seed ranges, so the shards of a
   run together hold exactly the seeds of the unsharded run (join them with ``python -m nrsfm.merge``).
-- The main process renders batches (``torch.no_grad``); `num_workers` spawned processes, each with
-  its own detector, find the landmarks (``num_workers=0`` detects in the main process).
+- Batches of `batch_size` seeds are rendered under ``torch.no_grad`` and passed to the detector.
+  `num_workers` spawned processes, each with its own detector (and generator), do the work:
+  ``render_in=workers`` (``auto`` for CPU generators) lets each worker render and detect whole
+  batches so that every core is busy; ``render_in=main`` renders in the main process (a GPU
+  generator) and only detects in the workers; ``num_workers=0`` does everything in one process.
+  The same settings give bit-identical files whichever mode runs them.
 - Crash safety: rows are grouped in chunks of `chunk_size` seeds; each finished chunk is written
   atomically to ``<out>.parts/chunk_<k>.npz`` and skipped when the same command runs again. At the
   end the chunks are assembled into ``<out>`` (temporary name + rename) and the parts are removed.
@@ -53,8 +57,8 @@ PREVIEW_GRID = 4
 
 
 @dataclass(frozen=True)
-class Rows:
-    """Seeds [start, stop) of one chunk."""
+class Chunk:
+    """Chunk `index`: seeds [start, stop), written to one file."""
 
     index: int
     start: int
@@ -229,7 +233,7 @@ def render_batch(generator, seeds: np.ndarray, truncation_psi: float, save_ws: b
     return rows, images
 
 
-def finish_chunk(chunk: Rows, parts: list[tuple[dict, tuple]], image_size: tuple[int, int]) -> dict[str, np.ndarray]:
+def finish_chunk(chunk: Chunk, parts: list[tuple[dict, tuple]], image_size: tuple[int, int]) -> dict[str, np.ndarray]:
     """Join the batches of one chunk and add the detections (landmarks normalised to [0, 1])."""
     rows = {key: np.concatenate([batch[key] for batch, _ in parts]) for key in parts[0][0]}
     landmarks, found, score = (np.concatenate(arrays) for arrays in zip(*(result for _, result in parts)))
@@ -299,7 +303,7 @@ def sample_dataset(
         parts_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create {parts_dir} ({error.strerror or error}); choose a writable out= or paths.work_dir") from error
-    chunks = [Rows(index, start, min(start + chunk_size, seed_start + num_samples)) for index, start in enumerate(range(seed_start, seed_start + num_samples, chunk_size))]
+    chunks = [Chunk(index, start, min(start + chunk_size, seed_start + num_samples)) for index, start in enumerate(range(seed_start, seed_start + num_samples, chunk_size))]
     chunk_paths = [parts_dir / f"chunk_{chunk.index:05d}.npz" for chunk in chunks]
     todo = [chunk for chunk, path in zip(chunks, chunk_paths) if read_chunk(path, fingerprint) is None]
     image_size = (generator.img_resolution, generator.img_resolution)

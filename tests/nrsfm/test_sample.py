@@ -4,16 +4,13 @@ The stand-in knows where the astronaut's landmarks land in each crop, so the det
 landmark error printed by the stage can be checked against an independent ground truth.
 """
 import hashlib
-import json
 import resource
 import signal
 
-import h5py
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from skimage import data
 
 from backbones.generator import Generator
