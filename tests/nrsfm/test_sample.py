@@ -17,7 +17,7 @@ from backbones.generator import Generator
 from backbones.landmarks.dlib import DlibDetector
 from nrsfm.dataset import merge_datasets, read_samples
 from nrsfm.errors import UserError
-from nrsfm.sample import check_group_choices, landmark_errors, sample_dataset, shard_seed_range, summarise
+from nrsfm.sample import check_group_choices, landmark_errors, render_in_workers, sample_dataset, shard_seed_range, summarise
 
 RESOLUTION = 128
 FACE_CENTRE = (221.0, 128.0)  # astronaut face, pixels of the 512x512 photo
@@ -249,3 +249,10 @@ def test_bad_settings():
         shard_seed_range(0, 0, 0, 1)
     with pytest.raises(UserError, match="unknown landmarks 'nope'; choose one of: dlib, fan, mediapipe"):
         check_group_choices(["landmarks=dlib,nope"])
+
+
+def test_render_in_modes(generator):
+    assert render_in_workers("auto", generator) and render_in_workers("workers", generator)
+    assert not render_in_workers("main", generator)
+    with pytest.raises(ValueError, match="render_in must be auto, main or workers"):
+        render_in_workers("gpu", generator)
