@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from backbones.generator import Generator
-from backbones.synthetic.face_model import EXPRESSION_NAMES, IDENTITY_NAMES, NUM_LANDMARKS, build_face_mesh
+from backbones.synthetic.face_model import NUM_LANDMARKS, build_face_mesh
 from backbones.synthetic.rasterizer import composite, interpolate, rasterize
 from backbones.synthetic.scene import NUM_CALIBRATION, NUM_WS, MappingNetwork, SceneDecoder, SceneParameters
 from backbones.synthetic.shading import apply_tone, background_gradient, lambert, sample_texture, tone_map, vertex_normals
@@ -77,14 +77,6 @@ class SyntheticGenerator(Generator):
             self.w_avg.copy_(calibration_w.mean(0))
             self.decoder.calibrate(calibration_w[:, None].expand(-1, NUM_WS, -1))
         self.freeze()
-
-    @property
-    def num_identity(self) -> int:
-        return len(IDENTITY_NAMES)
-
-    @property
-    def num_expression(self) -> int:
-        return len(EXPRESSION_NAMES)
 
     def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
         """z (B, z_dim) -> ws (B, num_ws, w_dim), truncated toward `w_avg` by `truncation_psi`."""
