@@ -75,7 +75,7 @@ def factorize(
     num_basis: int = 12,
     num_als_steps: int = 50,
     num_refine_steps: int = 200,
-    tolerance: float = 1e-10,
+    tolerance: float = 1e-7,
     nose_index: int | None = None,
     chunk_size: int = 16384,
 ) -> tuple[NRSfMModel, torch.Tensor]:

@@ -107,7 +107,9 @@ class NRSfMModel(nn.Module):
         check_shape(alpha, ("...", self.num_basis), "alpha")
         basis = self.basis.to(alpha.dtype)
         directions = self.directions.to(alpha.dtype)
-        return self.mean_shape.to(alpha.dtype) + torch.einsum("...k,kl,kc->...lc", alpha, basis, directions)
+        basis_shapes = (basis[:, :, None] * directions[:, None, :]).reshape(self.num_basis, -1)  # (K, L * 3)
+        offsets = (alpha @ basis_shapes).reshape(*alpha.shape[:-1], self.num_landmarks, 3)
+        return self.mean_shape.to(alpha.dtype) + offsets
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """R(q): (..., 8 + K) -> landmarks (..., L, 2). Batched and differentiable."""
