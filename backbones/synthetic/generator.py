@@ -86,7 +86,7 @@ class SyntheticGenerator(Generator):
             raise ValueError(f"truncation_psi must lie in [0, 2], got {truncation_psi}")
         w = self.mapping_network(z.to(self.w_avg.dtype))
         w = self.w_avg + truncation_psi * (w - self.w_avg)
-        return w[:, None, :].expand(-1, self.num_ws, -1)
+        return w[:, None, :].repeat(1, self.num_ws, 1)  # a real copy per row: W+ edits may write rows in place
 
     def scene(self, ws: torch.Tensor) -> SceneParameters:
         """ws (B, num_ws, w_dim) -> the physical scene parameters it renders."""

@@ -36,6 +36,7 @@ def test_interface_shapes_and_range(generator):
     z = generator.z_from_seeds([0, 1, 2])
     ws = generator.mapping(z)
     assert ws.shape == (3, generator.num_ws, generator.w_dim) == (3, 6, 64)
+    ws[:, 3] += 0.1  # rows are separate memory, so W+ edits can write them in place
     images = generator.synthesis(ws, noise_mode="random")
     assert images.shape == (3, 3, 128, 128) and images.dtype == torch.float32
     assert images.min() >= -1.0 and images.max() <= 1.0 and images.std() > 0.1
