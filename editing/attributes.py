@@ -23,6 +23,13 @@ Groups name several entries at once (for transfer parts and for `free`): ``camer
 (k11, k12, k22), ``rotation`` (pitch, yaw, roll), ``expression`` or ``alpha`` (all alpha),
 ``translation`` (tx, ty), ``pose`` (rotation and translation), ``all``.
 
+Expression presets (`editing.presets`, models of the 68 iBUG landmarks): ``smile``, ``mouth_open`` and
+``brows_raised`` name directions in alpha space derived from the model's geometry, valued in training
+standard deviations along the direction (0: the training mean). ``{"smile": 1}`` puts each face's
+coordinate along the smile direction at 1, ``{"delta.smile": 0.5}`` raises it by 0.5. They are applied
+after every other change, by the smallest change of the alphas that meets all of them, so
+``{"expression": 0, "smile": 2}`` is the mean expression moved to smile 2. They set every alpha.
+
 Every entry an edit does not set is held at q0, except those named in `free`, which the editor may
 change as it likes (they are not constrained).
 
@@ -39,6 +46,8 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from editing.presets import (PRESET_NAMES, ExpressionDirection, derive_expression_directions, direction_matrix,
+                             expression_coordinates, move_along_directions)
 from nrsfm.model import AttributeLayout, NRSfMModel
 from nrsfm.shapes import check_finite, check_shape
 
@@ -124,6 +133,7 @@ def edit_target(
     free: Iterable[str] = (),
     strict: bool = False,
     num_std: float = 3.0,
+    directions: Mapping[str, ExpressionDirection] | None = None,
 ) -> EditTarget:
     """Target q for an edit request (see the module docstring for names, units and modes).
 
@@ -134,6 +144,8 @@ def edit_target(
         free: names or groups the editor may change without constraint.
         strict: refuse out-of-range targets instead of clamping them.
         num_std: half-width of the allowed range in standard deviations of q.
+        directions: the expression directions for preset names; default derived from `model`
+            (`editing.presets.derive_expression_directions`).
     Returns:
         EditTarget with q (B, 8 + K) and masks (8 + K,).
     """
@@ -144,9 +156,17 @@ def edit_target(
     in_degrees = _mask(list(range(layout.rotation.start, layout.rotation.stop)), layout)
     target = q0.detach().clone()
     mask = torch.zeros(layout.dim, dtype=torch.bool)
+    along: dict[str, tuple[bool, float]] = {}
     for name, value in flatten_changes(changes).items():
         relative = name.startswith(RELATIVE_PREFIX)
         base = name[len(RELATIVE_PREFIX):] if relative else name
+        if base in PRESET_NAMES:
+            if not math.isfinite(value):
+                raise ValueError(f"edit {name}={value} is not finite; give a finite number")
+            if base in along:
+                raise ValueError(f"edit {name} names the {base} direction a second time; give it once")
+            along[base] = (relative, value)
+            continue
         if base not in entries:
             raise ValueError(f"unknown attribute {base!r} in edit {name}; valid names: {_valid_names(layout)} "
                              f"(prefix {RELATIVE_PREFIX!r} for a relative edit)")
@@ -158,11 +178,26 @@ def edit_target(
         mask[indices] = True
         amount = torch.where(in_degrees[indices], math.radians(value), value).to(q0)
         target[:, indices] = (q0[:, indices] + amount) if relative else amount.expand(q0.shape[0], -1)
+    if along:
+        target = _move_along(q0, target, along, model, directions)
+        mask[layout.alpha] = True
     free_mask = _mask(attribute_indices(free, layout), layout)
     if (free_mask & mask).any():
         raise ValueError("an attribute is both set by the edit and listed in free; remove it from free")
     target = clamp_to_range(target, mask, model, strict=strict, num_std=num_std)
     return EditTarget(target, mask, ~free_mask)
+
+
+def _move_along(q0: torch.Tensor, target: torch.Tensor, along: Mapping[str, tuple[bool, float]], model: NRSfMModel,
+                directions: Mapping[str, ExpressionDirection] | None) -> torch.Tensor:
+    """`target` (B, 8 + K) with its alphas moved (least change) to the requested coordinates along the
+    named expression directions; relative requests count from q0's coordinates."""
+    directions = derive_expression_directions(model) if directions is None else directions
+    chosen = {name: directions[name] for name in along}
+    coordinates0 = expression_coordinates(q0.double(), model, chosen)
+    goal = torch.stack([coordinates0[:, i] + value if relative else torch.full_like(coordinates0[:, i], value)
+                        for i, (relative, value) in enumerate(along.values())], -1)
+    return move_along_directions(target, goal, model, direction_matrix(chosen))
 
 
 def transfer_target(
@@ -231,5 +266,5 @@ def _mask(indices: list[int], layout: AttributeLayout) -> torch.Tensor:
 
 
 def _valid_names(layout: AttributeLayout) -> str:
-    names = [*layout.names(), "scale", f"q.0..q.{layout.dim - 1}", *group_indices(layout)]
+    names = [*layout.names(), "scale", f"q.0..q.{layout.dim - 1}", *group_indices(layout), *PRESET_NAMES]
     return ", ".join(names)
