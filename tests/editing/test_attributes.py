@@ -86,8 +86,8 @@ def test_out_of_range_is_clamped_with_warning_or_refused(model, q0):
 
 
 def test_bad_requests(model, q0):
-    with pytest.raises(ValueError, match="unknown attribute 'smile'.*valid names: k11"):
-        edit_target(q0, {"smile": 1}, model)
+    with pytest.raises(ValueError, match="unknown attribute 'frown'.*valid names: k11"):
+        edit_target(q0, {"frown": 1}, model)
     with pytest.raises(ValueError, match="unknown attribute 'alpha.9'"):
         edit_target(q0, {"delta.alpha.9": 1}, model)
     with pytest.raises(ValueError, match="not a number"):
