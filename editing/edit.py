@@ -4,6 +4,9 @@
   20 degrees). Names: pitch, yaw, roll (degrees), scale, tx, ty, k11, k12, k22, groups rotation,
   expression, camera, translation, and ``+alpha.<k>=...`` / ``+q.<i>=...`` (the ``+`` because
   Hydra only accepts keys the config declares). Rules in `editing.attributes`.
+- Expression presets ``smile``, ``mouth_open``, ``brows_raised`` (``smile=1`` absolute, ``delta.smile=0.5``
+  relative), in training standard deviations along directions derived from the NRSfM model
+  (`editing.presets`; 68-landmark models only).
 - ``faces`` is a seed, a list of seeds ``[1,2,3]`` or a latent file (``w`` (N, num_ws, w_dim)).
 - ``edit=linear`` (default) or ``edit=gradient``; other settings in conf/edit.yaml.
 Writes edited.npz, edit.png and trajectory.gif (see `editing.render`) and prints where.
@@ -17,11 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from editing.attributes import edit_target, flatten_changes
 from editing.latents import resolve_faces
+from editing.presets import PRESET_NAMES
 from editing.session import apply_editor, finish, load_models
 from nrsfm.errors import UserError, exit_on_user_error
 
 CHANGE_KEYS = ("pitch", "yaw", "roll", "scale", "tx", "ty", "k11", "k12", "k22", "alpha", "q",
-               "rotation", "expression", "camera", "translation", "delta")
+               "rotation", "expression", "camera", "translation", *PRESET_NAMES, "delta")
 
 
 def requested_changes(cfg: DictConfig) -> dict[str, float]:

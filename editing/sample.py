@@ -2,7 +2,8 @@
 
 Draws the faces of seeds ``seed .. seed + n - 1`` and edits each to the preset's attributes
 (conf/preset/: frontal = rotation 0, neutral = every alpha 0, frontal_neutral, rotated = yaw 30
-degrees), the rest of q kept (METHOD.md step 6). A preset is an edit request as in
+degrees, smiling = the mean expression moved 2 std along the smile direction derived by
+`editing.presets`), the rest of q kept (METHOD.md step 6). A preset is an edit request as in
 `editing.attributes`. Writes edited.npz, edit.png and trajectory.gif and prints where.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"n must be at least 1, got {cfg.n}")
     changes = flatten_changes(OmegaConf.to_container(cfg.preset, resolve=True))
     if not changes:
-        raise UserError("the preset changes nothing; choose preset=frontal, neutral, frontal_neutral or rotated")
+        raise UserError("the preset changes nothing; choose preset=frontal, neutral, frontal_neutral, rotated or smiling")
     generator, regressor = load_models(cfg)
     seeds = list(range(int(cfg.seed), int(cfg.seed) + int(cfg.n)))
     latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)
