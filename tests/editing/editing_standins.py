@@ -82,6 +82,7 @@ class ProjectionIdentity(nn.Module):
 
     def __init__(self, dtype=torch.float64, seed=2):
         super().__init__()
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("projection", torch.randn(3 * RESOLUTION * RESOLUTION, self.embedding_dim, generator=g, dtype=dtype))
         self.eval().requires_grad_(False)
@@ -92,3 +93,25 @@ class ProjectionIdentity(nn.Module):
     def distance(self, a, b):
         return 1 - (a * b).sum(-1)
 
+
+
+class ProjectionDetector:
+    """A LandmarkDetector stand-in: 20 landmarks in pixels, a fixed smooth function of the image;
+    images whose mean pixel is below `missing_below` count as "no face" (zeros, found False)."""
+
+    name = "projection"
+    num_landmarks = 20
+
+    def __init__(self, missing_below=-1.0, seed=3):
+        g = torch.Generator().manual_seed(seed)
+        self.projection = torch.randn(3 * RESOLUTION * RESOLUTION, 2 * self.num_landmarks, generator=g, dtype=torch.float64)
+        self.missing_below = missing_below
+
+    def detect(self, images):
+        from backbones.landmarks.base import Detections
+
+        images = images.double()
+        landmarks = RESOLUTION * torch.sigmoid(images.flatten(1) @ self.projection / 20).view(-1, self.num_landmarks, 2)
+        found = images.mean((1, 2, 3)) >= self.missing_below
+        landmarks = torch.where(found[:, None, None], landmarks, 0.0).float()
+        return Detections(landmarks, found, found.float())

@@ -1,0 +1,356 @@
+"""The paper's Table 1 for this project's editors: ``python -m editing.evaluate``.
+
+Faces: seeds ``seed .. seed + num_faces - 1`` (default from 1 000 000, disjoint from the sampling
+stage's training seeds 0 .. N - 1). Linear editing runs on all of them, gradient editing (slow: every
+step passes through G and the identity network) on the first ``num_faces_gradient``.
+
+Edit protocol (``changes``):
+- ``changes={}`` (default), a random target per face, seeded by ``seed``: yaw turned by a uniform
+  offset in [-random_target.yaw_deg, +yaw_deg] degrees, pitch by one in [-pitch_deg, +pitch_deg], and
+  (``random_target.expression=true``) every alpha taken from another evaluation face (a fixed random
+  permutation). Camera, roll and translation are held at q0. This is our protocol: the paper does not
+  say how its targets were drawn.
+- any edit request of `editing.attributes`, the same for every face, e.g.
+  ``+changes.delta.yaw=20`` (turn every face by 20 degrees, everything else held).
+Targets outside mean +- num_std std of q are clamped (`editing.attributes.clamp_to_range`).
+
+Metrics (per editor, means over faces). Landmarks are compared in normalised image units (x / width,
+y / height); a "squared landmark error" of two (B, L, 2) sets is the mean over landmarks of the
+squared 2D distance (`regressor.module.landmark_squared_error`, the training loss):
+- ``L_L(w)``: R(phi(w0)) against psi_L(G(w0)), the detector on the original image;
+- ``L_L(w_edit)``: R(phi(w_edit)) against psi_L(G(w_edit));
+- ``L_phi``: mean over the constrained entries c of q of ((phi(w_edit)_c - q_edit_c) / q_std_c)^2,
+  i.e. squared error in standardised units of q (1 = one training std);
+- ``L_R``: R(q_edit) against psi_L(G(w_edit)): does the image show the requested landmarks;
+- ``L_ID``: 1 - cos of the identity network's embeddings of G(w0) and G(w_edit) (dlib's 128-d
+  descriptor by default; the paper uses ArcFace). The identity network runs with
+  ``on_missing=centre`` so that one face it cannot find does not stop the evaluation.
+Each landmark metric is also given in px^2 at the render size, as the mean 2D error in px, and as
+NME (mean 2D error over the inter-ocular distance of the detected outer eye corners 36, 45; for
+L != 68 the landmark bounding-box diagonal, see `regressor.report.nme_normaliser`). Faces where the
+detector finds no face (in the original or the edit) are counted and left out of the landmark metrics.
+
+Ground truth (generators with ``ground_truth(ws)``, i.e. generator=synthetic):
+- rotation: achieved = true (pitch, yaw, roll) after minus before (degrees, wrapped to +-180);
+  requested = the change of q's angles (degrees); reported per axis: median |achieved - requested|,
+  mean achieved - requested, and the slope sum(achieved * requested) / sum(requested^2) (1 is right);
+- untouched attributes: how far the true expression and identity coefficients moved, per face the
+  RMS over coefficients of |after - before| / (std of that coefficient over the original faces),
+  reported as mean and median over faces (two independent random faces are about 1.41 apart);
+  expression is an edited part under the random protocol, so it is untouched only for rigid edits;
+- expression presets (68-landmark models): Pearson correlation of each face's coordinate along the
+  derived smile / mouth_open / brows_raised direction (`editing.presets`, from phi(w0)) with each true
+  expression coefficient.
+
+Writes ``metrics.csv``, ``metrics.md`` (and ``presets.csv``/``presets.md`` when there is truth) into
+``out_dir`` (default ``${paths.work_dir}/evaluate/<generator>-<hash of the request>``) and prints the
+table and where it went.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from editing.attributes import EditTarget, attribute_indices, clamp_to_range, edit_target, flatten_changes
+from editing.latents import latents_from_seeds
+from editing.linear import linear_edit
+from editing.presets import NUM_IBUG_LANDMARKS, derive_expression_directions, expression_coordinates
+from editing.session import load_models, output_dir
+from nrsfm.errors import UserError, exit_on_user_error
+from nrsfm.model import NRSfMModel
+from nrsfm.sample import build
+from regressor.module import landmark_squared_error
+from regressor.report import landmark_distances, nme_normaliser
+
+METHODS = ("linear", "gradient")
+ROTATION_NAMES = ("pitch", "yaw", "roll")
+
+
+@dataclass
+class Observation:
+    """What the detector, the identity network and the ground truth see in rendered faces.
+
+    Attributes:
+        landmarks: (B, L, 2) detected landmarks in normalised image units (zeros where not found).
+        found: (B,) bool.
+        embedding: (B, E) identity embeddings.
+        truth: ground truth of the generator (rotation_deg (B, 3), expression (B, E), identity (B, I)) or None.
+    """
+
+    landmarks: torch.Tensor
+    found: torch.Tensor
+    embedding: torch.Tensor
+    truth: dict[str, torch.Tensor] | None
+
+
+def observe(generator, detector, identity, latents: torch.Tensor, latent_space: str, truncation_psi: float,
+            batch_size: int, label: str) -> Observation:
+    """Render latents (B, *S) in chunks, detect landmarks, embed identities and read the truth."""
+    parts: dict[str, list] = {"landmarks": [], "found": [], "embedding": [], "truth": []}
+    size = float(generator.img_resolution)
+    has_truth = callable(getattr(generator, "ground_truth", None))
+    with torch.no_grad():
+        for chunk in tqdm(latents.split(batch_size), desc=f"render + detect ({label})", unit="batch", leave=False):
+            ws = generator.to_ws(chunk, latent_space, truncation_psi)
+            images = generator.synthesis(ws)
+            detections = detector.detect(images)
+            parts["landmarks"].append(detections.landmarks / size)
+            parts["found"].append(detections.found)
+            parts["embedding"].append(identity.embed(images).float())
+            if has_truth:
+                truth = generator.ground_truth(ws)
+                parts["truth"].append({key: truth[key].float() for key in ("rotation_deg", "expression", "identity")})
+    truth = {key: torch.cat([t[key] for t in parts["truth"]]) for key in parts["truth"][0]} if has_truth else None
+    return Observation(torch.cat(parts["landmarks"]), torch.cat(parts["found"]), torch.cat(parts["embedding"]), truth)
+
+
+def evaluation_target(q0: torch.Tensor, cfg: DictConfig, model: NRSfMModel) -> EditTarget:
+    """The edit target of every face (B, 8 + K) under the protocol of the module docstring."""
+    changes = flatten_changes(OmegaConf.to_container(cfg.changes, resolve=True)) if cfg.changes else {}
+    if changes:
+        return edit_target(q0, changes, model, free=list(cfg.free), strict=bool(cfg.strict), num_std=float(cfg.num_std))
+    layout = model.layout
+    random = cfg.random_target
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    offsets = (2 * torch.rand(len(q0), 2, generator=generator, dtype=torch.float64) - 1)
+    offsets = offsets * torch.tensor([float(random.pitch_deg), float(random.yaw_deg)], dtype=torch.float64)
+    target = q0.detach().clone()
+    mask = torch.zeros(layout.dim, dtype=torch.bool)
+    pitch, yaw = layout.rotation.start, layout.rotation.start + 1
+    target[:, [pitch, yaw]] += torch.deg2rad(offsets).to(target)
+    mask[[pitch, yaw]] = True
+    if bool(random.expression) and len(q0) > 1:
+        permutation = torch.randperm(len(q0), generator=generator)
+        permutation = torch.where(permutation == torch.arange(len(q0)), permutation.roll(1), permutation)
+        target[:, layout.alpha] = q0[permutation][:, layout.alpha]
+        mask[layout.alpha] = True
+    free = torch.zeros(layout.dim, dtype=torch.bool)
+    free[attribute_indices(list(cfg.free), layout)] = True
+    if (free & mask).any():
+        raise UserError("an attribute is both edited by the random protocol and listed in free; remove it from free")
+    target = clamp_to_range(target, mask, model, strict=bool(cfg.strict), num_std=float(cfg.num_std))
+    return EditTarget(target, mask, ~free)
+
+
+def landmark_metrics(prefix: str, predicted: torch.Tensor, detected: torch.Tensor, image_size: tuple[int, int]) -> dict[str, float]:
+    """``prefix`` in normalised units, px^2, mean px and NME over the rows given: (B, L, 2) x2."""
+    if len(predicted) == 0:
+        return {f"{prefix}": math.nan, f"{prefix} [px^2]": math.nan, f"{prefix} mean error [px]": math.nan, f"{prefix} NME": math.nan}
+    distances = landmark_distances(predicted, detected, image_size)
+    normaliser, _ = nme_normaliser(detected, image_size)
+    return {
+        prefix: float(landmark_squared_error(predicted, detected).mean()),
+        f"{prefix} [px^2]": float(distances.square().mean(-1).mean()),
+        f"{prefix} mean error [px]": float(distances.mean()),
+        f"{prefix} NME": float((distances.mean(-1) / normaliser).mean()),
+    }
+
+
+def truth_metrics(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], requested_deg: torch.Tensor,
+                  spread: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Achieved vs requested rotation (degrees) and how far expression and identity moved (see the module docstring).
+
+    Args:
+        before, after: ground truth of the original and edited faces (rotation_deg (B, 3), expression, identity).
+        requested_deg: (B, 3) requested change of (pitch, yaw, roll) in degrees.
+        spread: per key the (E,) std of the coefficients over the original faces.
+    """
+    achieved = torch.remainder(after["rotation_deg"] - before["rotation_deg"] + 180.0, 360.0) - 180.0
+    error = achieved - requested_deg.float()
+    metrics: dict[str, float] = {}
+    for i, name in enumerate(ROTATION_NAMES):
+        metrics[f"{name} requested, median |.| [deg]"] = _median(requested_deg[:, i].abs())
+        metrics[f"{name} median |achieved - requested| [deg]"] = _median(error[:, i].abs())
+        metrics[f"{name} mean achieved - requested [deg]"] = float(error[:, i].mean())
+        energy = float(requested_deg[:, i].double().square().sum())
+        metrics[f"{name} slope achieved/requested"] = float((achieved[:, i].double() * requested_deg[:, i].double()).sum()) / energy if energy > 1e-9 else math.nan
+    for key in ("expression", "identity"):
+        moved = ((after[key] - before[key]) / spread[key].clamp_min(1e-12)).square().mean(-1).sqrt()
+        metrics[f"true {key} moved, mean [std]"] = float(moved.mean())
+        metrics[f"true {key} moved, median [std]"] = _median(moved)
+    return metrics
+
+
+def run_editor(method: str, cfg: DictConfig, generator, identity, regressor, latent0: torch.Tensor, target: EditTarget) -> torch.Tensor:
+    """Edited latents (B, *S) of `method` (its config is ``cfg[method]``), in batches with a progress bar."""
+    editor: Callable = instantiate(cfg[method])
+    if method == "linear":
+        return editor(regressor, latent0, target).latent
+    batch_size = int(cfg.gradient_batch_size)
+    uses_identity = float(cfg[method].get("lambda_id", 0)) > 0
+    runtime = {"generator": generator, "identity": identity} if uses_identity else {}
+    latents = []
+    for start in tqdm(range(0, len(latent0), batch_size), desc=f"{method} edits", unit="batch"):
+        rows = slice(start, start + batch_size)
+        part = EditTarget(target.q[rows], target.mask, target.constrained)
+        begin = None
+        if cfg.gradient_start == "linear":
+            begin = linear_edit(regressor, latent0[rows], part, **{k: v for k, v in OmegaConf.to_container(cfg.linear).items()
+                                                                       if k in ("num_steps", "damping")}).latent
+        latents.append(editor(regressor, latent0[rows], part, start=begin, **runtime).latent)
+    return torch.cat(latents)
+
+
+def evaluate_method(method: str, cfg: DictConfig, models: dict[str, Any], latent0: torch.Tensor, target: EditTarget,
+                    original: Observation) -> dict[str, float]:
+    """The metrics of `method` on the faces of `latent0` (B, *S) (their originals observed in `original`)."""
+    generator, regressor, detector, identity = (models[k] for k in ("generator", "regressor", "detector", "identity"))
+    space, psi = regressor.latent_space, float(cfg.truncation_psi)
+    latent = run_editor(method, cfg, generator, identity, regressor, latent0, target)
+    if not torch.isfinite(latent).all():
+        raise UserError(f"{method} editing diverged (non-finite latents); lower its step size or add damping")
+    edited = observe(generator, detector, identity, latent, space, psi, int(cfg.batch_size), method)
+    model = regressor.nrsfm
+    with torch.no_grad():
+        q0, q_edit = regressor(latent0), regressor(latent)
+        predicted0, predicted = model(q0).float(), model(q_edit).float()
+        requested = model(target.q.to(q_edit)).float()
+    size = (generator.img_resolution, generator.img_resolution)
+    both = original.found & edited.found
+    rows = target.constrained
+    phi_error = ((q_edit[:, rows] - target.q.to(q_edit)[:, rows]) / model.q_std.to(q_edit)[rows]).square().mean(-1)
+    metrics: dict[str, float] = {"faces": len(latent0), "faces without a detected face (original or edit)": int((~both).sum())}
+    metrics.update(landmark_metrics("L_L(w)", predicted0[original.found], original.landmarks[original.found], size))
+    metrics.update(landmark_metrics("L_L(w_edit)", predicted[edited.found], edited.landmarks[edited.found], size))
+    metrics["L_phi [std^2]"] = float(phi_error.mean())
+    metrics.update(landmark_metrics("L_R", requested[both], edited.landmarks[both], size))
+    metrics["L_ID"] = float(identity.distance(edited.embedding, original.embedding).mean()) if identity.embedding_dim > 0 else math.nan
+    if original.truth is not None and edited.truth is not None:
+        requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
+        spread = {key: original.truth[key].std(0) for key in ("expression", "identity")}
+        metrics.update(truth_metrics(original.truth, edited.truth, requested_deg, spread))
+    return metrics
+
+
+def preset_correlations(regressor, latent0: torch.Tensor, truth: dict[str, torch.Tensor], expression_names) -> dict[str, dict[str, float]]:
+    """Pearson r of each derived direction's coordinate (from phi(w0)) with each true expression coefficient."""
+    directions = derive_expression_directions(regressor.nrsfm)
+    with torch.no_grad():
+        coordinates = expression_coordinates(regressor(latent0).double(), regressor.nrsfm, directions)
+    values = torch.cat([coordinates, truth["expression"].double()], 1).T
+    correlation = torch.corrcoef(values)
+    num = coordinates.shape[1]
+    return {name: {true_name: float(correlation[i, num + j]) for j, true_name in enumerate(expression_names)}
+            for i, name in enumerate(directions)}
+
+
+def format_table(header: list[str], rows: list[list[Any]], markdown: bool) -> str:
+    """Rows of cells as aligned text or a Markdown table; floats with 4 significant digits."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+    widths = [max(len(str(h)), *(len(row[i]) for row in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths))]
+    return "\n".join(lines + ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]) + "\n"
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write `text` to a temporary file next to `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def write_csv_atomic(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate the editors of `cfg.methods` (see the module docstring); returns metrics and paths."""
+    methods = list(cfg.methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UserError(f"unknown or no methods {unknown or methods}; choose from {', '.join(METHODS)}, e.g. methods=[linear]")
+    counts = {"linear": int(cfg.num_faces), "gradient": min(int(cfg.num_faces_gradient), int(cfg.num_faces))}
+    if min(counts[m] for m in methods) < 2:
+        raise UserError(f"need at least 2 faces per method, got num_faces={cfg.num_faces}, num_faces_gradient={cfg.num_faces_gradient}")
+    if cfg.gradient_start not in ("latent0", "linear"):
+        raise UserError(f"gradient_start must be latent0 or linear, got {cfg.gradient_start!r}")
+    for name in ("batch_size", "gradient_batch_size"):
+        if int(cfg[name]) < 1:
+            raise UserError(f"{name} must be at least 1, got {cfg[name]}")
+    generator, regressor = load_models(cfg)
+    detector = build(cfg.landmarks, "landmark detector")
+    identity = build(cfg.identity, "identity network")
+    models = {"generator": generator, "regressor": regressor, "detector": detector, "identity": identity}
+    num_faces = max(counts[m] for m in methods)
+    seeds = list(range(int(cfg.seed), int(cfg.seed) + num_faces))
+    latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)
+    with torch.no_grad():
+        q0 = regressor(latent0)
+    target = evaluation_target(q0, cfg, regressor.nrsfm)
+    original = observe(generator, detector, identity, latent0, regressor.latent_space, float(cfg.truncation_psi),
+                       int(cfg.batch_size), "originals")
+    results: dict[str, dict[str, float]] = {}
+    for method in methods:
+        n = counts[method]
+        print(f"{method} editing on {n} faces (seeds {seeds[0]}..{seeds[n - 1]})")
+        subset = Observation(original.landmarks[:n], original.found[:n], original.embedding[:n],
+                             {k: v[:n] for k, v in original.truth.items()} if original.truth is not None else None)
+        results[method] = evaluate_method(method, cfg, models, latent0[:n], EditTarget(target.q[:n], target.mask, target.constrained), subset)
+    out_dir = output_dir(cfg, "evaluate", generator.name)
+    protocol = ("random target (yaw +-{yaw_deg}, pitch +-{pitch_deg} deg{expr})".format(
+        expr=", alphas of another face" if cfg.random_target.expression else "", **cfg.random_target)
+        if not cfg.changes else " ".join(f"{k}={v:g}" for k, v in flatten_changes(OmegaConf.to_container(cfg.changes, resolve=True)).items()))
+    header = ["metric", *methods]
+    names = list(dict.fromkeys(name for method in methods for name in results[method]))
+    rows = [[name, *(results[m].get(name, math.nan) for m in methods)] for name in names]
+    title = (f"editing.evaluate: {generator.name}, latent space {regressor.latent_space}, {protocol}; "
+             f"linear on {counts['linear']} faces, gradient on {counts['gradient']} (num_faces_gradient)")
+    print(title)
+    print(format_table(header, rows, markdown=False))
+    paths = {"csv": write_csv_atomic(out_dir / "metrics.csv", header, rows),
+             "markdown": write_text_atomic(out_dir / "metrics.md", f"{title}\n\n{format_table(header, rows, markdown=True)}")}
+    correlations = None
+    if original.truth is not None and regressor.nrsfm.num_landmarks == NUM_IBUG_LANDMARKS:
+        from backbones.synthetic.face_model import EXPRESSION_NAMES
+
+        correlations = preset_correlations(regressor, latent0, original.truth, EXPRESSION_NAMES)
+        preset_header = ["direction", *EXPRESSION_NAMES]
+        preset_rows = [[name, *values.values()] for name, values in correlations.items()]
+        preset_title = f"Pearson r of derived expression directions (phi(w0), {num_faces} faces) with the true expression coefficients"
+        print(preset_title)
+        print(format_table(preset_header, preset_rows, markdown=False))
+        paths["presets_csv"] = write_csv_atomic(out_dir / "presets.csv", preset_header, preset_rows)
+        paths["presets_markdown"] = write_text_atomic(out_dir / "presets.md", f"{preset_title}\n\n{format_table(preset_header, preset_rows, markdown=True)}")
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return {"metrics": results, "presets": correlations, "out_dir": out_dir, **paths}
+
+
+def _median(values: torch.Tensor) -> float:
+    """The median (mean of the two middle values for an even count; torch.median takes the lower one)."""
+    return float(values.double().quantile(0.5))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        run(cfg)
+
+
+if __name__ == "__main__":
+    main()
