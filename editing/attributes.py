@@ -24,8 +24,8 @@ Groups name several entries at once (for transfer parts and for `free`): ``camer
 ``translation`` (tx, ty), ``pose`` (rotation and translation), ``all``.
 
 Expression presets (`editing.presets`, models of the 68 iBUG landmarks): ``smile``, ``mouth_open`` and
-``brows_raised`` name directions in alpha space derived from the model's geometry, valued in training
-standard deviations along the direction (0: the training mean). ``{"smile": 1}`` puts each face's
+``brows_raised`` name directions in alpha space derived from the model's geometry, valued in standard
+deviations along the direction over reference faces (0: their mean; see `editing.presets`). ``{"smile": 1}`` puts each face's
 coordinate along the smile direction at 1, ``{"delta.smile": 0.5}`` raises it by 0.5. They are applied
 after every other change, by the smallest change of the alphas that meets all of them, so
 ``{"expression": 0, "smile": 2}`` is the mean expression moved to smile 2. They set every alpha.
@@ -46,8 +46,8 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from editing.presets import (PRESET_NAMES, ExpressionDirection, derive_expression_directions, direction_matrix,
-                             expression_coordinates, move_along_directions)
+from editing.presets import (PRESET_NAMES, ExpressionDirection, derive_expression_directions, expression_coordinates,
+                             move_along_directions)
 from nrsfm.model import AttributeLayout, NRSfMModel
 from nrsfm.shapes import check_finite, check_shape
 
@@ -197,7 +197,7 @@ def _move_along(q0: torch.Tensor, target: torch.Tensor, along: Mapping[str, tupl
     coordinates0 = expression_coordinates(q0.double(), model, chosen)
     goal = torch.stack([coordinates0[:, i] + value if relative else torch.full_like(coordinates0[:, i], value)
                         for i, (relative, value) in enumerate(along.values())], -1)
-    return move_along_directions(target, goal, model, direction_matrix(chosen))
+    return move_along_directions(target, goal, model, chosen)
 
 
 def transfer_target(

@@ -24,6 +24,7 @@ from backbones.generator import Generator
 from editing.attributes import EditTarget
 from editing.compatibility import check_regressor_matches
 from editing.pipeline import ensure_regressor
+from editing.presets import PRESET_NAMES, ExpressionDirection, attribute_sample, derive_expression_directions
 from editing.render import write_edit_outputs
 from nrsfm.errors import UserError
 from nrsfm.sample import build, check_config_complete
@@ -40,6 +41,16 @@ def load_models(cfg: DictConfig) -> tuple[Generator, nn.Module]:
     regressor.metadata["path"] = str(path)
     check_regressor_matches(regressor, generator, cfg.latent_space)
     return generator, regressor
+
+
+def expression_directions(cfg: DictConfig, generator: Generator, regressor: nn.Module,
+                          changes: dict[str, float]) -> dict[str, ExpressionDirection] | None:
+    """The derived expression directions when `changes` name a preset (smile, ...), else None; their
+    coordinates are scaled by phi of the training seeds (``pipeline.seed``, ``pipeline.num_samples``)."""
+    if not {name.removeprefix("delta.") for name in changes} & set(PRESET_NAMES):
+        return None
+    reference = attribute_sample(generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed))
+    return derive_expression_directions(regressor.nrsfm, reference)
 
 
 def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, latent0: torch.Tensor, target: EditTarget):

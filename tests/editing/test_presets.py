@@ -43,8 +43,8 @@ def test_each_direction_lies_in_its_own_blend_shape(blend_shape_model):
         own = u[2 * i: 2 * i + 2]
         assert own.square().sum() > 0.9, (name, u)
         assert directions[name].gain > 0
-    # smile widens the mouth (x part) and lifts the corners (y part); mouth_open and brows move along y
-    assert (directions["smile"].direction[:2] > 0).all()
+    # smile lifts the corners (the y part of its blend shape); mouth_open and brows move along y too
+    assert directions["smile"].direction[1] > 0.9
     assert directions["mouth_open"].direction[3] > 0.9
     assert directions["brows_raised"].direction[5] > 0.9
 
@@ -95,3 +95,19 @@ def test_preset_errors(blend_shape_model):
                              blend_shape_model.q_mean, blend_shape_model.q_std)
     with pytest.raises(ValueError, match="not upright"):
         derive_expression_directions(upside_down)
+
+
+def test_reference_faces_set_the_coordinate_frame(blend_shape_model):
+    model = blend_shape_model
+    reference = model.q_mean + model.q_std * torch.randn(200, model.layout.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    reference[:, model.layout.alpha] *= torch.linspace(0.2, 2.0, model.num_basis, dtype=torch.float64)  # not unit spread
+    directions = derive_expression_directions(model, reference)
+    coordinates = expression_coordinates(reference, model, directions)
+    torch.testing.assert_close(coordinates.mean(0), torch.zeros(3, dtype=torch.float64))
+    torch.testing.assert_close(coordinates.std(0), torch.ones(3, dtype=torch.float64))
+    target = edit_target(reference[:3], {"smile": 1.0, "delta.brows_raised": 2.0}, model, directions=directions, num_std=100)
+    after = expression_coordinates(target.q, model, directions)
+    torch.testing.assert_close(after[:, 0], torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(after[:, 2], coordinates[:3, 2] + 2.0)
+    with pytest.raises(ValueError, match="at least 2 faces"):
+        derive_expression_directions(model, reference[:1])
