@@ -3,9 +3,14 @@
 The stand-in knows where the astronaut's landmarks land in each crop, so the detection rate and
 landmark error printed by the stage can be checked against an independent ground truth.
 """
+import contextlib
 import hashlib
+import os
 import resource
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,10 +80,14 @@ def detector():
     return DlibDetector()
 
 
-@pytest.fixture(scope="module")
-def generator(detector):
+def make_generator(detector):
     photo = torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None].float() / 127.5 - 1
     return AstronautCrops(detector.detect(photo).landmarks[0]).freeze()
+
+
+@pytest.fixture(scope="module")
+def generator(detector):
+    return make_generator(detector)
 
 
 def sample(generator, detector, out, num_samples=12, **kwargs):
@@ -209,37 +218,61 @@ def test_unwritable_output_folder(generator, detector, tmp_path):
         sample(generator, detector, not_a_folder / "sub" / "samples.h5")
 
 
-def test_disk_full_leaves_no_dataset_that_looks_complete(generator, detector, tmp_path):
+def run_in_child_process(check, tmp_path):
+    """Run `check(tmp_path)` from this module in a fresh interpreter and fail if it fails.
+
+    HDF5 keeps library-wide state that a failed write can leave broken, so that a later, unrelated
+    h5py call in the same process crashes; a real disk-full ends the command, so only tests need this.
+    """
+    code = f"import sys, pathlib; sys.path.insert(0, {str(Path(__file__).parent)!r}); " \
+           f"import {Path(__file__).stem} as t; t.{check.__name__}(pathlib.Path({str(tmp_path)!r}))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@contextlib.contextmanager
+def file_size_limit(num_bytes):
+    """Writes past `num_bytes` fail with EFBIG (as on a full disk) inside the block."""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, hard))
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (num_bytes, hard))
     try:
-        with pytest.raises(UserError, match="could not write .*chunk_00000.npz .*free disk space"):
-            sample(generator, detector, tmp_path / "samples.h5")
+        yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
+
+
+def check_disk_full_while_writing_chunks(tmp_path):
+    detector = DlibDetector()
+    generator = make_generator(detector)
+    with file_size_limit(2000), pytest.raises(UserError, match="could not write .*chunk_00000.npz .*free disk space"):
+        sample(generator, detector, tmp_path / "samples.h5")
     assert not (tmp_path / "samples.h5").exists()
     assert list((tmp_path / "samples.h5.parts").iterdir()) == []
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # h5py closing the failed file
-def test_disk_full_while_assembling_keeps_the_chunks_for_a_rerun(generator, detector, tmp_path):
+def check_disk_full_while_assembling(tmp_path):
+    detector = DlibDetector()
+    generator = make_generator(detector)
     reference = sample(generator, detector, tmp_path / "reference.h5")
     out = tmp_path / "run" / "samples.h5"
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (reference.stat().st_size // 2, hard))  # chunks fit, the dataset does not
-    try:
+    with file_size_limit(reference.stat().st_size // 2):  # chunks fit, the dataset does not
         with pytest.raises(UserError, match=r"could not write .*samples\.h5 .*free disk space"):
             sample(generator, detector, out)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
     assert sorted(path.name for path in out.parent.iterdir()) == ["samples.h5.parts"]
+    os._exit(0)  # the failed write left HDF5 unusable in this process: skip its clean-up at exit
+
+
+def test_disk_full_leaves_no_dataset_that_looks_complete(tmp_path):
+    run_in_child_process(check_disk_full_while_writing_chunks, tmp_path)
+
+
+def test_disk_full_while_assembling_keeps_the_chunks_for_a_rerun(generator, detector, tmp_path):
+    run_in_child_process(check_disk_full_while_assembling, tmp_path)
     written = []
-    sample(generator, detector, out, on_chunk_written=written.append)
-    assert written == [] and file_digest(out) == file_digest(reference)
+    out = sample(generator, detector, tmp_path / "run" / "samples.h5", on_chunk_written=written.append)
+    assert written == [] and file_digest(out) == file_digest(tmp_path / "reference.h5")
 
 
 def test_bad_settings():
