@@ -193,3 +193,8 @@ def test_issue_setting_ten_thousand_samples():
     assert model.metadata["rmse"] < 1.1 * NOISE
     errors = rotation_errors_deg(euler_angles_to_matrix(q[:, 3:6]), euler_angles_to_matrix(data.q[:, 3:6]))
     assert float(errors.median()) < 2.0
+
+
+def test_negative_camera_penalty_is_a_value_error():
+    with pytest.raises(ValueError, match="camera_penalty"):
+        factorize(*good_inputs(), num_basis=2, camera_penalty=-1.0)
