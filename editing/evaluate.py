@@ -35,12 +35,16 @@ Ground truth (generators with ``ground_truth(ws)``, i.e. generator=synthetic):
   requested = the change of q's angles (degrees); reported per axis: median |achieved - requested|,
   mean achieved - requested, and the slope sum(achieved * requested) / sum(requested^2) (1 is right);
 - untouched attributes: how far the true expression and identity coefficients moved, per face the
-  RMS over coefficients of |after - before| / (std of that coefficient over the original faces),
+  RMS over coefficients of |after - before| / (std of that coefficient over all original faces),
   reported as mean and median over faces (two independent random faces are about 1.41 apart);
   expression is an edited part under the random protocol, so it is untouched only for rigid edits;
 - expression presets (68-landmark models): Pearson correlation of each face's coordinate along the
   derived smile / mouth_open / brows_raised direction (`editing.presets`, from phi(w0)) with each true
   expression coefficient.
+
+With both editors and fewer gradient faces, the table also has the column ``linear (first N)``: the
+linear editor on the gradient editor's faces, for a like-for-like comparison. ``latent step`` is the
+median norm of w_edit - w0.
 
 Writes ``metrics.csv``, ``metrics.md`` (and ``presets.csv``/``presets.md`` when there is truth) into
 ``out_dir`` (default ``${paths.work_dir}/evaluate/<generator>-<hash of the request>``) and prints the
@@ -201,15 +205,22 @@ def run_editor(method: str, cfg: DictConfig, generator, identity, regressor, lat
     return torch.cat(latents)
 
 
-def evaluate_method(method: str, cfg: DictConfig, models: dict[str, Any], latent0: torch.Tensor, target: EditTarget,
-                    original: Observation) -> dict[str, float]:
-    """The metrics of `method` on the faces of `latent0` (B, *S) (their originals observed in `original`)."""
+def edit_and_observe(method: str, cfg: DictConfig, models: dict[str, Any], latent0: torch.Tensor,
+                     target: EditTarget) -> tuple[torch.Tensor, Observation]:
+    """Edit latent0 (B, *S) with `method`; returns the edited latents (B, *S) and what their images show."""
     generator, regressor, detector, identity = (models[k] for k in ("generator", "regressor", "detector", "identity"))
-    space, psi = regressor.latent_space, float(cfg.truncation_psi)
     latent = run_editor(method, cfg, generator, identity, regressor, latent0, target)
     if not torch.isfinite(latent).all():
         raise UserError(f"{method} editing diverged (non-finite latents); lower its step size or add damping")
-    edited = observe(generator, detector, identity, latent, space, psi, int(cfg.batch_size), method)
+    return latent, observe(generator, detector, identity, latent, regressor.latent_space, float(cfg.truncation_psi),
+                           int(cfg.batch_size), method)
+
+
+def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.Tensor, target: EditTarget,
+                   original: Observation, edited: Observation, spread: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """The metrics of one editor on B faces: latents (B, *S) before and after, the target and both observations;
+    `spread` (per truth key the (E,) std of the coefficients; default over these B originals) scales the movement."""
+    generator, regressor, identity = (models[k] for k in ("generator", "regressor", "identity"))
     model = regressor.nrsfm
     with torch.no_grad():
         q0, q_edit = regressor(latent0), regressor(latent)
@@ -219,7 +230,9 @@ def evaluate_method(method: str, cfg: DictConfig, models: dict[str, Any], latent
     both = original.found & edited.found
     rows = target.constrained
     phi_error = ((q_edit[:, rows] - target.q.to(q_edit)[:, rows]) / model.q_std.to(q_edit)[rows]).square().mean(-1)
-    metrics: dict[str, float] = {"faces": len(latent0), "faces without a detected face (original or edit)": int((~both).sum())}
+    step = (latent - latent0).flatten(1).norm(dim=-1)
+    metrics: dict[str, float] = {"faces": len(latent0), "faces without a detected face (original or edit)": int((~both).sum()),
+                                 "latent step |w_edit - w0|, median": _median(step)}
     metrics.update(landmark_metrics("L_L(w)", predicted0[original.found], original.landmarks[original.found], size))
     metrics.update(landmark_metrics("L_L(w_edit)", predicted[edited.found], edited.landmarks[edited.found], size))
     metrics["L_phi [std^2]"] = float(phi_error.mean())
@@ -227,7 +240,7 @@ def evaluate_method(method: str, cfg: DictConfig, models: dict[str, Any], latent
     metrics["L_ID"] = float(identity.distance(edited.embedding, original.embedding).mean()) if identity.embedding_dim > 0 else math.nan
     if original.truth is not None and edited.truth is not None:
         requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
-        spread = {key: original.truth[key].std(0) for key in ("expression", "identity")}
+        spread = spread or {key: original.truth[key].std(0) for key in ("expression", "identity")}
         metrics.update(truth_metrics(original.truth, edited.truth, requested_deg, spread))
     return metrics
 
@@ -299,12 +312,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     original = observe(generator, detector, identity, latent0, regressor.latent_space, float(cfg.truncation_psi),
                        int(cfg.batch_size), "originals")
     results: dict[str, dict[str, float]] = {}
+    edits = {}
+    spread = {key: original.truth[key].std(0) for key in ("expression", "identity")} if original.truth is not None else None
     for method in methods:
         n = counts[method]
         print(f"{method} editing on {n} faces (seeds {seeds[0]}..{seeds[n - 1]})")
-        subset = Observation(original.landmarks[:n], original.found[:n], original.embedding[:n],
-                             {k: v[:n] for k, v in original.truth.items()} if original.truth is not None else None)
-        results[method] = evaluate_method(method, cfg, models, latent0[:n], EditTarget(target.q[:n], target.mask, target.constrained), subset)
+        edits[method] = edit_and_observe(method, cfg, models, latent0[:n], _first(target, n))
+        results[method] = method_metrics(models, latent0[:n], edits[method][0], _first(target, n), _first(original, n), edits[method][1], spread)
+    if set(methods) == set(METHODS) and counts["gradient"] < counts["linear"]:
+        n = counts["gradient"]  # linear on the gradient editor's faces, for a like-for-like comparison
+        latent, edited = edits["linear"]
+        results[f"linear (first {n})"] = method_metrics(models, latent0[:n], latent[:n], _first(target, n), _first(original, n), _first(edited, n), spread)
+        methods = ["linear", f"linear (first {n})", "gradient"]
     out_dir = output_dir(cfg, "evaluate", generator.name)
     protocol = ("random target (yaw +-{yaw_deg}, pitch +-{pitch_deg} deg{expr})".format(
         expr=", alphas of another face" if cfg.random_target.expression else "", **cfg.random_target)
@@ -333,6 +352,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return {"metrics": results, "presets": correlations, "out_dir": out_dir, **paths}
+
+
+def _first(item, n: int):
+    """The first n faces of an EditTarget or an Observation."""
+    if isinstance(item, EditTarget):
+        return EditTarget(item.q[:n], item.mask, item.constrained)
+    truth = {k: v[:n] for k, v in item.truth.items()} if item.truth is not None else None
+    return Observation(item.landmarks[:n], item.found[:n], item.embedding[:n], truth)
 
 
 def _median(values: torch.Tensor) -> float:

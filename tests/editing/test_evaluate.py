@@ -102,7 +102,9 @@ def test_run_writes_the_table(tmp_path, regressor_path, capsys):
         assert "yaw slope achieved/requested" not in metrics  # the stand-in generator has no truth
     with open(result["csv"]) as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["metric", "linear", "gradient"] and any(row[0] == "L_ID" for row in rows)
+    assert rows[0] == ["metric", "linear", "linear (first 5)", "gradient"] and any(row[0] == "L_ID" for row in rows)
+    first = result["metrics"]["linear (first 5)"]
+    assert first["faces"] == 5 and first["L_phi [std^2]"] <= 5 * linear["L_phi [std^2]"] + 1e-12
     assert result["markdown"].read_text().count("| L_") >= 4
     out = capsys.readouterr().out
     assert "gradient on 5 (num_faces_gradient)" in out and f"wrote csv: {result['csv']}" in out
