@@ -74,23 +74,29 @@ def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color: tuple[int, i
 
 
 def side_by_side(original: torch.Tensor, edited: torch.Tensor, target_landmarks: torch.Tensor,
-                 achieved_landmarks: torch.Tensor) -> np.ndarray:
-    """Grid image (B * H, 3 * W, 3) uint8: per face original | edit | edit with target and achieved landmarks.
+                 achieved_landmarks: torch.Tensor, reference: torch.Tensor | None = None) -> np.ndarray:
+    """Grid image (B * H, C * W, 3) uint8: per face [reference |] original | edit | edit with target and
+    achieved landmarks (C = 3, or 4 with a reference).
 
     Args:
         original, edited: (B, 3, H, W) in [-1, 1].
         target_landmarks, achieved_landmarks: (B, L, 2) normalised image coordinates.
+        reference: (B, 3, H, W) in [-1, 1], e.g. the source faces of a transfer, shown first.
     """
     sizes = check_shape(original, ("B", 3, "H", "W"), "original")
     check_shape(edited, ("B", 3, "H", "W"), "edited", sizes)
     sizes = check_shape(target_landmarks, ("B", "L", 2), "target_landmarks", sizes)
     check_shape(achieved_landmarks, ("B", "L", 2), "achieved_landmarks", sizes)
+    if reference is not None:
+        check_shape(reference, ("B", 3, "H", "W"), "reference", sizes)
     before, after = images_to_uint8(original), images_to_uint8(edited)
+    firsts = images_to_uint8(reference) if reference is not None else [None] * len(before)
     target, achieved = (marks.detach().cpu().numpy() for marks in (target_landmarks, achieved_landmarks))
     rows = []
-    for image0, image1, marks_target, marks_achieved in zip(before, after, target, achieved):
+    for first, image0, image1, marks_target, marks_achieved in zip(firsts, before, after, target, achieved):
         marked = draw_landmarks(draw_landmarks(image1, marks_target, TARGET_COLOR, ring=True), marks_achieved, ACHIEVED_COLOR)
-        rows.append(np.concatenate([image0, image1, marked], axis=1))
+        panels = [image0, image1, marked] if first is None else [first, image0, image1, marked]
+        rows.append(np.concatenate(panels, axis=1))
     return np.concatenate(rows, axis=0)
 
 

@@ -3,8 +3,9 @@
 `write_edit_outputs(out_dir, ...)` writes (see `editing.outputs` for the formats):
 - ``edited.npz``: ``w`` (N, num_ws, w_dim) the edited latents in NVIDIA's layout, ``w_original``
   (N, num_ws, w_dim), ``q_original``, ``q_target``, ``q_edit`` (N, 8 + K), ``mask`` (8 + K,) and metadata;
-- ``edit.png``: per face original | edit | edit with target landmarks R(q_target) (green rings) and
-  achieved landmarks (red dots; R(phi(w_edit)) unless the caller passes detected ones);
+- ``edit.png``: per face [reference |] original | edit | edit with target landmarks R(q_target) (green
+  rings) and achieved landmarks (red dots; R(phi(w_edit)) unless the caller passes detected ones);
+  the reference column shows e.g. the source faces of a transfer;
 - ``trajectory.gif``: the straight latent path from the original to the edit.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ def write_edit_outputs(
     truncation_psi: float = 1.0,
     num_frames: int = 16,
     achieved_landmarks: torch.Tensor | None = None,
+    reference_latent: torch.Tensor | None = None,
     batch_size: int = 8,
 ) -> dict[str, Path]:
     """Write edited.npz, edit.png and trajectory.gif for an edit of latent0 (B, *S) to latent (B, *S).
@@ -52,6 +54,7 @@ def write_edit_outputs(
         metadata: merged into the latent file's metadata (with generator, checksum, latent space).
         num_frames: frames of the GIF, ends included; 0 skips the GIF.
         achieved_landmarks: (B, L, 2) normalised landmarks to draw as achieved (default R(phi(latent))).
+        reference_latent: (B, *S) faces shown in a first column of edit.png (a transfer's sources).
     Returns:
         {"latents": path, "side_by_side": path, "trajectory": path (when written)}.
     """
@@ -68,7 +71,8 @@ def write_edit_outputs(
                                      q_edit=q_edit, mask=target.mask)}
     images0 = render(generator, latent0, space, truncation_psi, batch_size)
     images = render(generator, latent, space, truncation_psi, batch_size)
-    paths["side_by_side"] = save_png(out_dir / "edit.png", side_by_side(images0, images, target_landmarks, achieved))
+    reference = None if reference_latent is None else render(generator, reference_latent, space, truncation_psi, batch_size)
+    paths["side_by_side"] = save_png(out_dir / "edit.png", side_by_side(images0, images, target_landmarks, achieved, reference))
     if num_frames > 0:
         path = interpolate_latents(latent0, latent, num_frames)
         frames = render(generator, path.flatten(0, 1), space, truncation_psi, batch_size)

@@ -75,15 +75,18 @@ def output_dir(cfg: DictConfig, command: str, generator_name: str) -> Path:
 
 
 def finish(cfg: DictConfig, command: str, generator: Generator, regressor: nn.Module, latent0: torch.Tensor,
-           result, target: EditTarget, request: dict[str, Any]) -> dict[str, Any]:
-    """Write the outputs of an edit, print where and how close it came; returns paths and errors."""
+           result, target: EditTarget, request: dict[str, Any], reference_latent: torch.Tensor | None = None) -> dict[str, Any]:
+    """Write the outputs of an edit, print where and how close it came; returns paths and errors.
+
+    `reference_latent` (B, *S), e.g. a transfer's source faces, is shown first in edit.png."""
     if not torch.isfinite(result.latent).all():
         raise UserError("the edit diverged (non-finite latents); ask for a smaller change, add damping, or lower the learning rate")
     out_dir = output_dir(cfg, command, generator.name)
     metadata = {"command": command, "request": request, "edit": OmegaConf.to_container(cfg.edit, resolve=True),
                 "regressor": regressor.metadata["path"]}
     paths = write_edit_outputs(out_dir, generator, regressor, latent0, result.latent, target, metadata=metadata,
-                               truncation_psi=float(cfg.truncation_psi), num_frames=int(cfg.num_frames))
+                               truncation_psi=float(cfg.truncation_psi), num_frames=int(cfg.num_frames),
+                               reference_latent=reference_latent)
     rows = target.constrained
     scale = regressor.nrsfm.q_std.to(result.q)[rows]
     residual = ((result.q[:, rows] - target.q.to(result.q)[:, rows]) / scale).abs()

@@ -5,7 +5,8 @@ Gives the faces of `target` the parts of q (default: rotation and expression) of
 the target's own q. `source` and `target` are seeds, lists of seeds or latent files; `source` holds
 one face or as many as `target`. ``parts=[rotation]`` moves only the pose, ``parts=[expression]``
 only the expression; any names or groups of `editing.attributes` work. ``edit=gradient`` switches
-the editor. Writes edited.npz, edit.png and trajectory.gif and prints where.
+the editor. Writes edited.npz, edit.png (source | target | result | result with landmarks) and
+trajectory.gif and prints where.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                              strict=bool(cfg.strict), num_std=float(cfg.num_std))
     result = apply_editor(cfg, generator, regressor, faces["target"], target)
     request = {"source": str(cfg.source), "target": str(cfg.target), "parts": list(cfg.parts)}
-    return finish(cfg, "transfer", generator, regressor, faces["target"], result, target, request)
+    sources = faces["source"].expand(len(faces["target"]), *faces["source"].shape[1:])
+    return finish(cfg, "transfer", generator, regressor, faces["target"], result, target, request, reference_latent=sources)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="transfer")

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
@@ -60,6 +61,9 @@ def test_transfer_command_moves_parts(tmp_path, regressor_path):
         np.testing.assert_allclose(data["q_edit"][:, 3:6], data["q_target"][:, 3:6], atol=1e-3)
         np.testing.assert_allclose(data["q_edit"][:, 6:], data["q_original"][:, 6:], atol=1e-3)
         assert not np.allclose(data["q_original"][:, 3:6], data["q_target"][:, 3:6])
+    side = iio.imread(result["side_by_side"])  # source | target | result | result with landmarks, a row per target
+    assert side.shape[0] == 2 * side.shape[1] // 4
+    np.testing.assert_array_equal(side[:side.shape[0] // 2, :side.shape[1] // 4], side[side.shape[0] // 2:, :side.shape[1] // 4])
 
 
 def test_conditional_sampling_command(tmp_path, regressor_path):

@@ -65,6 +65,15 @@ def test_side_by_side_draws_landmarks_where_they_are(tmp_path):
     np.testing.assert_array_equal(iio.imread(path), grid)
 
 
+def test_side_by_side_puts_the_reference_first():
+    reference = torch.ones(1, 3, 8, 8)
+    grid = side_by_side(-torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.zeros(1, 5, 2), torch.zeros(1, 5, 2), reference)
+    assert grid.shape == (8, 32, 3)
+    assert (grid[:, :8] == 255).all() and (grid[:, 8:16] == 0).all()
+    with pytest.raises(ValueError, match="reference"):
+        side_by_side(-torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.zeros(1, 5, 2), torch.zeros(1, 5, 2), torch.ones(2, 3, 8, 8))
+
+
 def test_draw_landmarks_leaves_input_alone():
     image = np.zeros((16, 16, 3), dtype=np.uint8)
     drawn = draw_landmarks(image, np.array([[0.5, 0.5]]), (255, 0, 0))
