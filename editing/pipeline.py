@@ -6,7 +6,7 @@ own ``run(cfg)`` with its own config (conf/sample.yaml, conf/fit.yaml, conf/trai
 with the overrides in `cfg.pipeline`, and each artifact sits under a path derived from every
 parameter, so a second call (or a call after a crash; the stages resume) rebuilds nothing:
 - dataset: `nrsfm.sample.default_dataset_path` (generator name and checksum, detector, N, seed, ...);
-- NRSfM model: ``<dataset folder>/fit-K<K>-<hash of the fit overrides>/model.npz``;
+- NRSfM model: ``<dataset folder>/fit-K<K>-<hash of the resolved fit options>/model.npz``;
 - regressor: `regressor.train.default_regressor_path` (inputs, latent space, hyper-parameters).
 
 `cfg.pipeline` holds ``landmarks`` (detector config name), ``num_samples``, ``seed``,
@@ -46,10 +46,22 @@ def sample_config(cfg: DictConfig) -> DictConfig:
     return sample_cfg
 
 
-def fit_dir_for(samples: Path, num_basis: int, fit_overrides: Sequence[str]) -> Path:
-    """``<dataset folder>/fit-K<K>-<hash>``: one folder per fit configuration of a dataset."""
-    digest = hashlib.sha256(json.dumps(sorted(fit_overrides)).encode()).hexdigest()[:8]
-    return samples.parent / f"fit-K{num_basis}-{digest}"
+def fit_dir_for(samples: Path, fit_cfg: DictConfig) -> Path:
+    """``<dataset folder>/fit-K<K>-<hash>``: one folder per fit configuration of a dataset, hashed
+    over every option that changes the fit (so a changed default never reuses an old model)."""
+    resolved = OmegaConf.to_container(fit_cfg, resolve=True)
+    options = {key: resolved[key] for key in ("nrsfm", "num_basis", "dtype")}
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    return samples.parent / f"fit-K{fit_cfg.num_basis}-{digest}"
+
+
+def fit_config(cfg: DictConfig, samples: Path) -> DictConfig:
+    """The fit stage's config for the dataset `samples` and `cfg.pipeline`, with its cached `out_dir`."""
+    fit_cfg = compose_stage("fit", [f"paths.work_dir={cfg.paths.work_dir}", f"samples={samples}",
+                                    f"num_basis={cfg.pipeline.num_basis}", *cfg.pipeline.fit])
+    with open_dict(fit_cfg):
+        fit_cfg.out_dir = str(fit_dir_for(samples, fit_cfg))
+    return fit_cfg
 
 
 def ensure_regressor(cfg: DictConfig) -> Path:
@@ -62,11 +74,10 @@ def ensure_regressor(cfg: DictConfig) -> Path:
     if not samples.is_file():
         print(f"building the sampling dataset {samples} (python -m nrsfm.sample)")
         sample.run(sample_cfg)
-    fit_dir = fit_dir_for(samples, pipeline.num_basis, list(pipeline.fit))
+    fit_cfg = fit_config(cfg, samples)
+    fit_dir = Path(fit_cfg.out_dir)
     if not ((fit_dir / "model.npz").is_file() and (fit_dir / "attributes.npz").is_file()):
         print(f"fitting the NRSfM model into {fit_dir} (python -m nrsfm.fit)")
-        fit_cfg = compose_stage("fit", [f"paths.work_dir={cfg.paths.work_dir}", f"samples={samples}",
-                                        f"num_basis={pipeline.num_basis}", f"out_dir={fit_dir}", *pipeline.fit])
         fit.run(fit_cfg)
     train_cfg = compose_stage("train", [f"paths.work_dir={cfg.paths.work_dir}", f"data.samples={samples}",
                                         f"data.nrsfm_dir={fit_dir}", f"latent_space={cfg.latent_space}", *pipeline.train])

@@ -5,7 +5,9 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
-from editing.pipeline import ensure_regressor, fit_dir_for
+from pathlib import Path
+
+from editing.pipeline import ensure_regressor, fit_config
 from regressor import train
 from regressor.export import load_attribute_regressor
 from regressor.standin import write_standin
@@ -20,7 +22,7 @@ def pipeline_config(tmp_path):
         cfg.pipeline.sample = [f"out={standin.samples}"]
         cfg.pipeline.train = ["regressor.width=32", "regressor.depth=2", "data.batch_size=64", "trainer.fast_dev_run=true",
                               "trainer.enable_progress_bar=false"]
-    fit_dir = fit_dir_for(standin.samples, 4, [])
+    fit_dir = Path(fit_config(cfg, standin.samples).out_dir)
     fit_dir.mkdir(parents=True)
     for name in ("model.npz", "attributes.npz"):
         shutil.copy(standin.nrsfm_dir / name, fit_dir / name)
