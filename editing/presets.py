@@ -6,8 +6,8 @@ and image orientation (x right, y down):
 - ``smile``: how far the mouth corners (48, 54) sit above the upper inner lip centre 62 (62 rather
   than the lip midpoint, so that opening the mouth, which moves the lower lip, does not read as a
   smile). Mouth width |48 - 54| is left out: it also grows when the jaw opens and differs between
-  identities; on the synthetic generator adding it lowered the correlation of the derived
-  coordinate with the true smile from 0.63 to 0.40 (README "Expression presets");
+  identities; on the synthetic generator (factorizer alphas of the 2000-sample training set) adding
+  it lowered the correlation of the derived coordinate with the true smile from 0.43 to 0.32;
 - ``mouth_open``: the inner lip gap, y of 66 (lower inner lip centre) minus y of 62 (signed, so that
   it stays differentiable when the lips touch);
 - ``brows_raised``: mean y of the eye landmarks 36..47 minus mean y of the brow peaks 19 and 24.
