@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from editing.attributes import edit_target, flatten_changes
 from editing.latents import resolve_faces
 from editing.presets import PRESET_NAMES
-from editing.session import apply_editor, expression_directions, finish, load_models
+from editing.session import apply_editor, expression_directions, finish, load_generator, load_regressor
 from nrsfm.errors import UserError, exit_on_user_error
 
 CHANGE_KEYS = ("pitch", "yaw", "roll", "scale", "tx", "ty", "k11", "k12", "k22", "alpha", "q",
@@ -40,8 +40,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     changes = requested_changes(cfg)
     if not changes:
         raise UserError("nothing to change; add e.g. yaw=20 (absolute, degrees) or delta.yaw=20 (relative)")
-    generator, regressor = load_models(cfg)
-    latent0 = resolve_faces(generator, cfg.faces, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)
+    generator = load_generator(cfg)
+    latent0 = resolve_faces(generator, cfg.faces, cfg.latent_space, float(cfg.truncation_psi))
+    regressor = load_regressor(cfg, generator)
+    latent0 = latent0.to(regressor.nrsfm.q_mean.dtype)
     q0 = regressor(latent0).detach()
     target = edit_target(q0, changes, regressor.nrsfm, free=list(cfg.free), strict=bool(cfg.strict), num_std=float(cfg.num_std),
                          directions=expression_directions(cfg, generator, regressor, changes))

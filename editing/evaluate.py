@@ -69,7 +69,7 @@ from editing.attributes import EditTarget, attribute_indices, clamp_to_range, ed
 from editing.latents import latents_from_seeds
 from editing.linear import linear_edit
 from editing.presets import NUM_IBUG_LANDMARKS, derive_expression_directions, expression_coordinates
-from editing.session import load_models, output_dir
+from editing.session import load_generator, load_regressor, output_dir
 from nrsfm.errors import UserError, exit_on_user_error
 from nrsfm.model import NRSfMModel
 from nrsfm.sample import build
@@ -299,7 +299,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for name in ("batch_size", "gradient_batch_size"):
         if int(cfg[name]) < 1:
             raise UserError(f"{name} must be at least 1, got {cfg[name]}")
-    generator, regressor = load_models(cfg)
+    generator = load_generator(cfg)
+    regressor = load_regressor(cfg, generator)
     detector = build(cfg.landmarks, "landmark detector")
     identity = build(cfg.identity, "identity network")
     models = {"generator": generator, "regressor": regressor, "detector": detector, "identity": identity}

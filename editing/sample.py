@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from editing.attributes import edit_target, flatten_changes
 from editing.latents import latents_from_seeds
-from editing.session import apply_editor, expression_directions, finish, load_models
+from editing.session import apply_editor, expression_directions, finish, load_generator, load_regressor
 from nrsfm.errors import UserError, exit_on_user_error
 
 
@@ -26,7 +26,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     changes = flatten_changes(OmegaConf.to_container(cfg.preset, resolve=True))
     if not changes:
         raise UserError("the preset changes nothing; choose preset=frontal, neutral, frontal_neutral, rotated or smiling")
-    generator, regressor = load_models(cfg)
+    generator = load_generator(cfg)
+    regressor = load_regressor(cfg, generator)
     seeds = list(range(int(cfg.seed), int(cfg.seed) + int(cfg.n)))
     latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)
     target = edit_target(regressor(latent0).detach(), changes, regressor.nrsfm, free=list(cfg.free),

@@ -31,16 +31,21 @@ from nrsfm.sample import build, check_config_complete
 from regressor.export import load_attribute_regressor
 
 
-def load_models(cfg: DictConfig) -> tuple[Generator, nn.Module]:
-    """The frozen generator of `cfg.generator` and the matching regressor (built when missing); the
-    regressor's ``metadata["path"]`` records where it was read from."""
+def load_generator(cfg: DictConfig) -> Generator:
+    """The frozen generator of `cfg.generator` (after checking that no mandatory value is missing)."""
     check_config_complete(cfg)
-    generator = build(cfg.generator, "generator")
+    return build(cfg.generator, "generator")
+
+
+def load_regressor(cfg: DictConfig, generator: Generator) -> nn.Module:
+    """The regressor for `cfg` and `generator`, built first when missing (editing.pipeline); its
+    ``metadata["path"]`` records where it was read from. Resolve user inputs before calling this,
+    so that bad input fails before minutes of building."""
     path = ensure_regressor(cfg)
     regressor = load_attribute_regressor(path).requires_grad_(False)
     regressor.metadata["path"] = str(path)
     check_regressor_matches(regressor, generator, cfg.latent_space)
-    return generator, regressor
+    return regressor
 
 
 def expression_directions(cfg: DictConfig, generator: Generator, regressor: nn.Module,

@@ -18,15 +18,16 @@ from omegaconf import DictConfig
 
 from editing.attributes import transfer_target
 from editing.latents import resolve_faces
-from editing.session import apply_editor, finish, load_models
+from editing.session import apply_editor, finish, load_generator, load_regressor
 from nrsfm.errors import exit_on_user_error
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Transfer `cfg.parts` from `cfg.source` onto `cfg.target`; returns the output paths and the error."""
-    generator, regressor = load_models(cfg)
-    faces = {name: resolve_faces(generator, cfg[name], cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)
-             for name in ("source", "target")}
+    generator = load_generator(cfg)
+    faces = {name: resolve_faces(generator, cfg[name], cfg.latent_space, float(cfg.truncation_psi)) for name in ("source", "target")}
+    regressor = load_regressor(cfg, generator)
+    faces = {name: latent.to(regressor.nrsfm.q_mean.dtype) for name, latent in faces.items()}
     with torch.no_grad():
         q_source, q_target = regressor(faces["source"]), regressor(faces["target"])
     target = transfer_target(q_source, q_target, list(cfg.parts), regressor.nrsfm, free=list(cfg.free),

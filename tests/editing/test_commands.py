@@ -94,3 +94,13 @@ def test_command_line_errors_are_one_line(tmp_path):
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == ["error: config value generator.path is missing; set it on the command line (generator.path=...)"]
+
+
+def test_bad_faces_fail_before_the_pipeline_builds_anything(tmp_path, monkeypatch):
+    def refuse(cfg):
+        raise AssertionError("the pipeline must not run before the faces are checked")
+
+    monkeypatch.setattr("editing.session.ensure_regressor", refuse)
+    cfg = command_config("transfer", tmp_path, "null", f"source={tmp_path / 'missing.npz'}", "target=2")
+    with pytest.raises(UserError, match="missing.npz not found"):
+        transfer.run(cfg)
