@@ -11,21 +11,9 @@ from omegaconf import open_dict
 
 from editing import edit, sample, transfer
 from editing.outputs import load_latents
-from editing_standins import TinyGenerator, random_nrsfm
 from nrsfm.errors import UserError
-from regressor.export import AttributeRegressor, save_attribute_regressor
-from regressor.mlp import AttributeMLP
 
 TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
-
-
-@pytest.fixture
-def regressor_path(tmp_path):
-    torch.manual_seed(0)
-    nrsfm = random_nrsfm(dtype=torch.float32)
-    mlp = AttributeMLP(16, nrsfm.layout.dim, hidden_dims=(32,), activation="tanh", head_scale=1.0)
-    regressor = AttributeRegressor(mlp, nrsfm, "w", (16,), {"generator": "tiny", "latent_space": "w"})
-    return save_attribute_regressor(tmp_path / "regressor.pt", regressor)
 
 
 def command_config(name, tmp_path, regressor_path, *overrides):

@@ -11,8 +11,6 @@ from editing import evaluate
 from editing.evaluate import evaluation_target, landmark_metrics, truth_metrics
 from editing_standins import random_nrsfm
 from nrsfm.errors import UserError
-from regressor.export import AttributeRegressor, save_attribute_regressor
-from regressor.mlp import AttributeMLP
 
 TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
 
@@ -77,15 +75,6 @@ def test_random_protocol(tmp_path):
         cfg.changes = {"delta": {"roll": 5}}
     fixed = evaluation_target(q0, cfg, model)
     torch.testing.assert_close(torch.rad2deg(fixed.q[:, 5] - q0[:, 5]), torch.full((50,), 5.0, dtype=torch.float64))
-
-
-@pytest.fixture
-def regressor_path(tmp_path):
-    torch.manual_seed(0)
-    nrsfm = random_nrsfm(dtype=torch.float32)
-    mlp = AttributeMLP(16, nrsfm.layout.dim, hidden_dims=(32,), activation="tanh", head_scale=1.0)
-    regressor = AttributeRegressor(mlp, nrsfm, "w", (16,), {"generator": "tiny", "latent_space": "w"})
-    return save_attribute_regressor(tmp_path / "regressor.pt", regressor)
 
 
 def test_run_writes_the_table(tmp_path, regressor_path, capsys):
