@@ -18,7 +18,6 @@ chip pixel (x, y, 1) to image pixel coordinates.
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
 
 import numpy as np

@@ -22,7 +22,6 @@ consumes the list knows where each one is.
 from __future__ import annotations
 
 import dataclasses
-import struct
 from pathlib import Path
 from typing import Any
 

@@ -5,7 +5,6 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
