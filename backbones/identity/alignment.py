@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backbones.identity.base import check_images, raise_if_missing
 from nrsfm.errors import UserError
 from nrsfm.shapes import check_finite, check_shape
 
@@ -163,6 +165,29 @@ def centred_chip_to_image(num_images: int, height: int, width: int, size: int) -
     scale = (side - 1) / (size - 1.0)
     affine = torch.tensor([[scale, 0.0, (width - side) / 2.0], [0.0, scale, (height - side) / 2.0]], dtype=torch.float64)
     return affine.expand(num_images, -1, -1).clone()
+
+
+def chip_geometry_or_centre(
+    images: torch.Tensor,
+    detector: "FacePointDetector",
+    on_missing: str,
+    chip_size: int,
+    placeholder_points: torch.Tensor,
+    points_to_chip: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """chip_to_image (B, 2, 3) for images (B, 3, H, W) in [-1, 1] (non-differentiable).
+
+    Faces are aligned by `points_to_chip` on the detector's 5 points (B, 5, 2); where no face was
+    found, `on_missing="error"` raises and `"centre"` takes `centred_chip_to_image`. Rows without a
+    face are aligned on `placeholder_points` (5, 2) first, so the transform stays well defined.
+    """
+    check_images(images)
+    points, found = detector.detect(images)
+    if on_missing == "error":
+        raise_if_missing(found)
+    safe_points = torch.where(found[:, None, None], points, placeholder_points.to(points).expand_as(points))
+    fallback = centred_chip_to_image(images.shape[0], images.shape[2], images.shape[3], chip_size)
+    return torch.where(found[:, None, None], points_to_chip(safe_points), fallback)
 
 
 def _halve(images: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.identity.alignment import ARCFACE_TEMPLATE_112, FacePointDetector, centred_chip_to_image, extract_chips, template_chip_to_image
-from backbones.identity.base import IdentityNetwork, check_images, check_missing_policy, raise_if_missing
+from backbones.identity.alignment import ARCFACE_TEMPLATE_112, FacePointDetector, chip_geometry_or_centre, extract_chips, template_chip_to_image
+from backbones.identity.base import IdentityNetwork, check_missing_policy
 from nrsfm.errors import UserError
 
 DEFAULT_MODEL_NAME = "buffalo_l"
@@ -196,15 +196,9 @@ class ArcFaceIdentity(IdentityNetwork):
 
     def chip_geometry(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> chip_to_image (B, 2, 3) for 112x112 chips (non-differentiable)."""
-        check_images(images)
-        points, found = self.detector.detect(images)
-        if self.on_missing == "error":
-            raise_if_missing(found)
         template = torch.tensor(ARCFACE_TEMPLATE_112, dtype=torch.float64)
-        safe_points = torch.where(found[:, None, None], points, template.expand_as(points))
-        geometry = template_chip_to_image(safe_points, template)
-        fallback = centred_chip_to_image(images.shape[0], images.shape[2], images.shape[3], ARCFACE_INPUT_SIZE)
-        return torch.where(found[:, None, None], geometry, fallback)
+        return chip_geometry_or_centre(images, self.detector, self.on_missing, ARCFACE_INPUT_SIZE, template,
+                                       lambda points: template_chip_to_image(points, template))
 
     def chips(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> aligned chips (B, 3, 112, 112) in [-1, 1] (black outside)."""

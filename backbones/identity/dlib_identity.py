@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from backbones.identity.alignment import DLIB_FIVE_POINT_TEMPLATE, FacePointDetector, centred_chip_to_image, dlib_chip_to_image, extract_chips
-from backbones.identity.base import IdentityNetwork, check_images, check_missing_policy, raise_if_missing
+from backbones.identity.alignment import DLIB_FIVE_POINT_TEMPLATE, FacePointDetector, chip_geometry_or_centre, dlib_chip_to_image, extract_chips
+from backbones.identity.base import IdentityNetwork, check_missing_policy
 from backbones.identity.dlib_resnet import load_dlib_resnet
 
 
@@ -37,14 +37,9 @@ class DlibIdentity(IdentityNetwork):
 
     def chip_geometry(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> chip_to_image (B, 2, 3) (non-differentiable)."""
-        check_images(images)
-        points, found = self.detector.detect(images)
-        if self.on_missing == "error":
-            raise_if_missing(found)
-        safe_points = torch.where(found[:, None, None], points, torch.tensor(DLIB_FIVE_POINT_TEMPLATE, dtype=torch.float64) * 100.0)
-        geometry = dlib_chip_to_image(safe_points, self.chip_size, self.padding)
-        fallback = centred_chip_to_image(images.shape[0], images.shape[2], images.shape[3], self.chip_size)
-        return torch.where(found[:, None, None], geometry, fallback)
+        placeholder = torch.tensor(DLIB_FIVE_POINT_TEMPLATE, dtype=torch.float64) * 100.0
+        return chip_geometry_or_centre(images, self.detector, self.on_missing, self.chip_size, placeholder,
+                                       lambda points: dlib_chip_to_image(points, self.chip_size, self.padding))
 
     def chip_pixels(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> aligned chips (B, 3, 150, 150) as RGB pixel values in
