@@ -25,6 +25,9 @@ squared 2D distance (`regressor.module.landmark_squared_error`, the training los
 - ``L_ID``: 1 - cos of the identity network's embeddings of G(w0) and G(w_edit) (dlib's 128-d
   descriptor by default; the paper uses ArcFace). The identity network runs with
   ``on_missing=centre`` so that one face it cannot find does not stop the evaluation.
+- rotation on the image: q of the original and of the edited image fitted to their detected landmarks
+  (`nrsfm.fit_q`), achieved = the change of its angles, against the requested change, in the model's
+  degrees: does the image turn as far as the model asked (L_R's question for the angles alone).
 Each landmark metric is also given in px^2 at the render size, as the mean 2D error in px, and as
 NME (mean 2D error over the inter-ocular distance of the detected outer eye corners 36, 45; for
 L != 68 the landmark bounding-box diagonal, see `regressor.report.nme_normaliser`). Faces where the
@@ -37,6 +40,8 @@ Ground truth (generators with ``ground_truth(ws)``, i.e. generator=synthetic):
 - untouched attributes: how far the true expression and identity coefficients moved, per face the
   RMS over coefficients of |after - before| / (std of that coefficient over all original faces),
   reported as mean and median over faces (two independent random faces are about 1.41 apart);
+- calibration: true degrees per model degree on the image (slope of the true change on the change
+  measured on the image), what the detector and the factorization make of a true rotation;
   expression is an edited part under the random protocol, so it is untouched only for rigid edits;
 - expression presets (68-landmark models): Pearson correlation of each face's coordinate along the
   derived smile / mouth_open / brows_raised direction (`editing.presets`, from phi(w0)) with each true
@@ -71,6 +76,7 @@ from editing.linear import linear_edit
 from editing.presets import NUM_IBUG_LANDMARKS, derive_expression_directions, expression_coordinates
 from editing.session import load_generator, load_regressor, output_dir
 from nrsfm.errors import UserError, exit_on_user_error
+from nrsfm.fit_q import fit_q
 from nrsfm.model import NRSfMModel
 from nrsfm.sample import build
 from regressor.module import landmark_squared_error
@@ -169,7 +175,7 @@ def truth_metrics(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor
         requested_deg: (B, 3) requested change of (pitch, yaw, roll) in degrees.
         spread: per key the (E,) std of the coefficients over the original faces.
     """
-    achieved = torch.remainder(after["rotation_deg"] - before["rotation_deg"] + 180.0, 360.0) - 180.0
+    achieved = true_rotation_change(before, after)
     error = achieved - requested_deg.float()
     metrics: dict[str, float] = {}
     for i, name in enumerate(ROTATION_NAMES):
@@ -183,6 +189,43 @@ def truth_metrics(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor
         metrics[f"true {key} moved, mean [std]"] = float(moved.mean())
         metrics[f"true {key} moved, median [std]"] = _median(moved)
     return metrics
+
+
+def image_rotation_metrics(model: NRSfMModel, q0: torch.Tensor, q_edit: torch.Tensor, requested_deg: torch.Tensor,
+                           original: torch.Tensor, edited: torch.Tensor, true_achieved_deg: torch.Tensor | None = None) -> dict[str, float]:
+    """The rotation an edit achieved as the detector and the NRSfM model see it, in the model's degrees.
+
+    q of each image is `nrsfm.fit_q` on its detected landmarks (warm-started from phi); achieved is
+    the change of its angles from the original to the edit. Reported per axis: median |achieved -
+    requested|, and with `true_achieved_deg` the slope sum(true * achieved) / sum(achieved^2), i.e.
+    how many true degrees one degree of the model (as measured on images) is worth: the detector's
+    and the factorization's calibration, which no editor can fix.
+
+    Args:
+        model: the regressor's NRSfM model.
+        q0, q_edit: (B, D) phi of the original and edited latents (warm starts).
+        requested_deg: (B, 3) requested change of (pitch, yaw, roll) in degrees.
+        original, edited: (B, L, 2) detected landmarks, normalised image units, of faces found in both.
+        true_achieved_deg: (B, 3) true change of (pitch, yaw, roll) or None.
+    """
+    if len(original) == 0:
+        return {}
+    angles = model.layout.rotation
+    achieved = torch.rad2deg(fit_q(model, edited.to(q_edit), q_init=q_edit)[:, angles]
+                             - fit_q(model, original.to(q0), q_init=q0)[:, angles])
+    metrics: dict[str, float] = {}
+    for i, name in enumerate(ROTATION_NAMES):
+        metrics[f"{name} on the image, median |achieved - requested| [model deg]"] = _median((achieved[:, i] - requested_deg[:, i]).abs())
+        if true_achieved_deg is not None:
+            energy = float(achieved[:, i].square().sum())
+            metrics[f"{name} true deg per model deg on the image"] = (
+                float((true_achieved_deg[:, i].to(achieved) * achieved[:, i]).sum()) / energy if energy > 1e-9 else math.nan)
+    return metrics
+
+
+def true_rotation_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, 3) true change of (pitch, yaw, roll) in degrees, wrapped to +-180."""
+    return torch.remainder(after["rotation_deg"] - before["rotation_deg"] + 180.0, 360.0) - 180.0
 
 
 def run_editor(method: str, cfg: DictConfig, generator, identity, regressor, latent0: torch.Tensor, target: EditTarget) -> torch.Tensor:
@@ -238,8 +281,12 @@ def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.
     metrics["L_phi [std^2]"] = float(phi_error.mean())
     metrics.update(landmark_metrics("L_R", requested[both], edited.landmarks[both], size))
     metrics["L_ID"] = float(identity.distance(edited.embedding, original.embedding).mean()) if identity.embedding_dim > 0 else math.nan
-    if original.truth is not None and edited.truth is not None:
-        requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
+    requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
+    has_truth = original.truth is not None and edited.truth is not None
+    true_achieved = true_rotation_change(original.truth, edited.truth)[both] if has_truth else None
+    metrics.update(image_rotation_metrics(model, q0[both], q_edit[both], requested_deg[both], original.landmarks[both],
+                                          edited.landmarks[both], true_achieved))
+    if has_truth:
         spread = spread or {key: original.truth[key].std(0) for key in ("expression", "identity")}
         metrics.update(truth_metrics(original.truth, edited.truth, requested_deg, spread))
     return metrics

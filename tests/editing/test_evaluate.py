@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
 from editing import evaluate
-from editing.evaluate import evaluation_target, landmark_metrics, truth_metrics
+from editing.evaluate import evaluation_target, image_rotation_metrics, landmark_metrics, truth_metrics
 from editing_standins import random_nrsfm
 from nrsfm.errors import UserError
 
@@ -31,6 +31,22 @@ def test_truth_metrics_wrap_angles_and_measure_movement():
     # face 0: expression coefficient 0 moved one std of 0.5 -> RMS over 2 coefficients sqrt(1/2)
     assert metrics["true expression moved, mean [std]"] == pytest.approx(math.sqrt(0.5) / 2)
     assert metrics["true identity moved, mean [std]"] == 0.0
+
+
+def test_image_rotation_metrics_measure_the_turn_the_landmarks_show():
+    model = random_nrsfm()
+    q0 = model.q_mean.repeat(6, 1)
+    q0[:, model.layout.alpha] += 0.5 * model.q_std[model.layout.alpha] * torch.randn(6, model.num_basis, dtype=q0.dtype,
+                                                                                    generator=torch.Generator().manual_seed(0))
+    turned = q0.clone()
+    turned[:, model.layout.rotation.start + 1] += math.radians(10.0)  # every face turns by 10 degrees of yaw
+    requested = torch.tensor([[0.0, 12.0, 0.0]]).repeat(6, 1)
+    true_achieved = torch.tensor([[0.0, 15.0, 0.0]]).repeat(6, 1)
+    metrics = image_rotation_metrics(model, q0, q0, requested, model(q0), model(turned), true_achieved)
+    assert metrics["yaw on the image, median |achieved - requested| [model deg]"] == pytest.approx(2.0, abs=1e-3)
+    assert metrics["pitch on the image, median |achieved - requested| [model deg]"] == pytest.approx(0.0, abs=1e-3)
+    assert metrics["yaw true deg per model deg on the image"] == pytest.approx(1.5, abs=1e-3)
+    assert image_rotation_metrics(model, q0[:0], q0[:0], requested[:0], model(q0)[:0], model(turned)[:0]) == {}
 
 
 def test_landmark_metrics_units():
@@ -89,6 +105,7 @@ def test_run_writes_the_table(tmp_path, regressor_path, capsys):
     for metrics in (linear, gradient):
         assert all(metrics[key] >= 0 for key in ("L_L(w)", "L_L(w_edit)", "L_R", "L_ID", "L_R NME"))
         assert "yaw slope achieved/requested" not in metrics  # the stand-in generator has no truth
+        assert metrics["yaw on the image, median |achieved - requested| [model deg]"] >= 0
     with open(result["csv"]) as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["metric", "linear", "linear (first 5)", "gradient"] and any(row[0] == "L_ID" for row in rows)
