@@ -26,10 +26,17 @@ from nrsfm.errors import UserError, exit_on_user_error
 
 CHANGE_KEYS = ("pitch", "yaw", "roll", "scale", "tx", "ty", "k11", "k12", "k22", "alpha", "q",
                "rotation", "expression", "camera", "translation", *PRESET_NAMES, "delta")
+SETTING_KEYS = ("paths", "generator", "identity", "edit", "latent_space", "truncation_psi", "regressor_path", "free",
+                "strict", "num_std", "num_frames", "out_dir", "pipeline", "faces")
 
 
 def requested_changes(cfg: DictConfig) -> dict[str, float]:
-    """The change keys of `cfg` that are set, flattened: ``{"yaw": 20.0, "delta.pitch": -5.0}``."""
+    """The change keys of `cfg` that are set, flattened: ``{"yaw": 20.0, "delta.pitch": -5.0}``; a key
+    that is neither a change nor a setting (``+frown=3``) is refused with the valid names."""
+    unknown = [key for key in cfg if key not in CHANGE_KEYS + SETTING_KEYS]
+    if unknown:
+        names = ", ".join(key for key in CHANGE_KEYS if key not in ("alpha", "q", "delta"))
+        raise UserError(f"unknown attribute {unknown[0]!r}; valid: {names}, alpha.<k>, q.<i> (each also as delta.<name>)")
     changes = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
                for key in CHANGE_KEYS if key in cfg}
     return flatten_changes(changes)

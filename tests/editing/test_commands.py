@@ -66,6 +66,8 @@ def test_command_errors(tmp_path, regressor_path):
         edit.run(command_config("edit", tmp_path, regressor_path))
     with pytest.raises(UserError, match="regressor file .* not found"):
         edit.run(command_config("edit", tmp_path, tmp_path / "missing.pt", "yaw=3"))
+    with pytest.raises(UserError, match="unknown attribute 'frown'; valid: pitch, yaw"):
+        edit.run(command_config("edit", tmp_path, regressor_path, "+frown=3"))
     with pytest.raises(ValueError, match="latent space 'w', not 'z'"):
         edit.run(command_config("edit", tmp_path, regressor_path, "yaw=3", "latent_space=z"))
     with pytest.raises(ValueError, match="unknown attribute 'face'"):
@@ -74,6 +76,12 @@ def test_command_errors(tmp_path, regressor_path):
         sample.run(command_config("conditional", tmp_path, regressor_path, "n=0"))
     with pytest.raises(ValueError, match="outside the training range"):
         edit.run(command_config("edit", tmp_path, regressor_path, "yaw=80", "strict=true"))
+
+
+def test_every_key_of_the_edit_config_is_a_change_or_a_setting():
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        keys = set(compose(config_name="edit").keys())
+    assert keys <= set(edit.CHANGE_KEYS + edit.SETTING_KEYS)
 
 
 def test_command_line_errors_are_one_line(tmp_path):
