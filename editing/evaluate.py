@@ -51,7 +51,8 @@ With both editors and fewer gradient faces, the table also has the column ``line
 linear editor on the gradient editor's faces, for a like-for-like comparison. ``latent step`` is the
 median norm of w_edit - w0.
 
-Writes ``metrics.csv``, ``metrics.md`` (and ``presets.csv``/``presets.md`` when there is truth) into
+Writes ``metrics.csv``, ``metrics.md``, ``rotation.png`` (achieved against requested yaw and pitch
+change per face, on the image and true) (and ``presets.csv``/``presets.md`` when there is truth) into
 ``out_dir`` (default ``${paths.work_dir}/evaluate/<generator>-<hash of the request>``) and prints the
 table and where it went.
 """
@@ -67,6 +68,8 @@ from typing import Any, Callable
 import hydra
 import torch
 from hydra.utils import instantiate
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -191,36 +194,75 @@ def truth_metrics(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor
     return metrics
 
 
-def image_rotation_metrics(model: NRSfMModel, q0: torch.Tensor, q_edit: torch.Tensor, requested_deg: torch.Tensor,
-                           original: torch.Tensor, edited: torch.Tensor, true_achieved_deg: torch.Tensor | None = None) -> dict[str, float]:
-    """The rotation an edit achieved as the detector and the NRSfM model see it, in the model's degrees.
+@dataclass
+class RotationChange:
+    """Per-face change of (pitch, yaw, roll) in degrees, for the faces found in the original and the edit.
 
-    q of each image is `nrsfm.fit_q` on its detected landmarks (warm-started from phi); achieved is
-    the change of its angles from the original to the edit. Reported per axis: median |achieved -
-    requested|, and with `true_achieved_deg` the slope sum(true * achieved) / sum(achieved^2), i.e.
-    how many true degrees one degree of the model (as measured on images) is worth: the detector's
-    and the factorization's calibration, which no editor can fix.
-
-    Args:
-        model: the regressor's NRSfM model.
-        q0, q_edit: (B, D) phi of the original and edited latents (warm starts).
-        requested_deg: (B, 3) requested change of (pitch, yaw, roll) in degrees.
-        original, edited: (B, L, 2) detected landmarks, normalised image units, of faces found in both.
-        true_achieved_deg: (B, 3) true change of (pitch, yaw, roll) or None.
+    Attributes:
+        requested: (B, 3) target minus phi(w0).
+        on_image: (B, 3) as the detector and the NRSfM model see it: `nrsfm.fit_q` on the detected
+            landmarks of the edit minus the same for the original (warm-started from phi), model degrees.
+        true: (B, 3) the generator's truth (wrapped to +-180), or None.
     """
-    if len(original) == 0:
-        return {}
+
+    requested: torch.Tensor
+    on_image: torch.Tensor
+    true: torch.Tensor | None
+
+
+def rotation_change(model: NRSfMModel, q0: torch.Tensor, q_edit: torch.Tensor, target_q: torch.Tensor,
+                    original: Observation, edited: Observation) -> RotationChange:
+    """The RotationChange of B edited faces: q0, q_edit, target_q (B, D), both observations of the B faces."""
+    both = original.found & edited.found
     angles = model.layout.rotation
-    achieved = torch.rad2deg(fit_q(model, edited.to(q_edit), q_init=q_edit)[:, angles]
-                             - fit_q(model, original.to(q0), q_init=q0)[:, angles])
+    requested = torch.rad2deg(target_q.to(q0)[both, angles] - q0[both, angles])
+    if both.any():
+        on_image = torch.rad2deg(fit_q(model, edited.landmarks[both].to(q_edit), q_init=q_edit[both])[:, angles]
+                                 - fit_q(model, original.landmarks[both].to(q0), q_init=q0[both])[:, angles])
+    else:
+        on_image = requested.clone()
+    true = true_rotation_change(original.truth, edited.truth)[both].to(requested) if original.truth is not None and edited.truth is not None else None
+    return RotationChange(requested, on_image, true)
+
+
+def image_rotation_metrics(change: RotationChange) -> dict[str, float]:
+    """Per axis: median |achieved on the image - requested| in model degrees, and with truth the slope
+    sum(true * on_image) / sum(on_image^2): how many true degrees one degree of the model (as measured
+    on images) is worth, the detector's and the factorization's calibration, which no editor can fix."""
+    if len(change.requested) == 0:
+        return {}
     metrics: dict[str, float] = {}
     for i, name in enumerate(ROTATION_NAMES):
-        metrics[f"{name} on the image, median |achieved - requested| [model deg]"] = _median((achieved[:, i] - requested_deg[:, i]).abs())
-        if true_achieved_deg is not None:
-            energy = float(achieved[:, i].square().sum())
-            metrics[f"{name} true deg per model deg on the image"] = (
-                float((true_achieved_deg[:, i].to(achieved) * achieved[:, i]).sum()) / energy if energy > 1e-9 else math.nan)
+        achieved = change.on_image[:, i]
+        metrics[f"{name} on the image, median |achieved - requested| [model deg]"] = _median((achieved - change.requested[:, i]).abs())
+        if change.true is not None:
+            energy = float(achieved.square().sum())
+            metrics[f"{name} true deg per model deg on the image"] = float((change.true[:, i] * achieved).sum()) / energy if energy > 1e-9 else math.nan
     return metrics
+
+
+def plot_rotation_changes(changes: dict[str, RotationChange], path: Path) -> Path:
+    """Achieved against requested yaw and pitch change, one column per method: the change on the image
+    (model degrees) and, with truth, the true change; the diagonal is a perfect edit. Written atomically."""
+    figure = Figure(figsize=(4.2 * len(changes), 7.6))
+    FigureCanvasAgg(figure)
+    for column, (method, change) in enumerate(changes.items()):
+        for row, (axis, name) in enumerate(((1, "yaw"), (0, "pitch"))):
+            axes = figure.add_subplot(2, len(changes), row * len(changes) + column + 1)
+            requested = change.requested[:, axis].cpu().numpy()
+            axes.scatter(requested, change.on_image[:, axis].cpu().numpy(), s=9, alpha=0.6, label="on the image (model deg)")
+            if change.true is not None:
+                axes.scatter(requested, change.true[:, axis].cpu().numpy(), s=9, alpha=0.6, label="true")
+            low, high = axes.get_xlim()
+            axes.plot([low, high], [low, high], color="black", linewidth=0.8)
+            axes.set(title=f"{method}: {name}", xlabel="requested change [deg]", ylabel="achieved change [deg]")
+            axes.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    figure.savefig(tmp, format="png", dpi=80)
+    tmp.replace(path)
+    return path
 
 
 def true_rotation_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -260,9 +302,11 @@ def edit_and_observe(method: str, cfg: DictConfig, models: dict[str, Any], laten
 
 
 def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.Tensor, target: EditTarget,
-                   original: Observation, edited: Observation, spread: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+                   original: Observation, edited: Observation, spread: dict[str, torch.Tensor] | None = None
+                   ) -> tuple[dict[str, float], RotationChange]:
     """The metrics of one editor on B faces: latents (B, *S) before and after, the target and both observations;
-    `spread` (per truth key the (E,) std of the coefficients; default over these B originals) scales the movement."""
+    `spread` (per truth key the (E,) std of the coefficients; default over these B originals) scales the movement.
+    Also returns the per-face RotationChange the rotation metrics come from."""
     generator, regressor, identity = (models[k] for k in ("generator", "regressor", "identity"))
     model = regressor.nrsfm
     with torch.no_grad():
@@ -281,15 +325,13 @@ def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.
     metrics["L_phi [std^2]"] = float(phi_error.mean())
     metrics.update(landmark_metrics("L_R", requested[both], edited.landmarks[both], size))
     metrics["L_ID"] = float(identity.distance(edited.embedding, original.embedding).mean()) if identity.embedding_dim > 0 else math.nan
-    requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
-    has_truth = original.truth is not None and edited.truth is not None
-    true_achieved = true_rotation_change(original.truth, edited.truth)[both] if has_truth else None
-    metrics.update(image_rotation_metrics(model, q0[both], q_edit[both], requested_deg[both], original.landmarks[both],
-                                          edited.landmarks[both], true_achieved))
-    if has_truth:
+    change = rotation_change(model, q0, q_edit, target.q, original, edited)
+    metrics.update(image_rotation_metrics(change))
+    if original.truth is not None and edited.truth is not None:
+        requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
         spread = spread or {key: original.truth[key].std(0) for key in ("expression", "identity")}
         metrics.update(truth_metrics(original.truth, edited.truth, requested_deg, spread))
-    return metrics
+    return metrics, change
 
 
 def preset_correlations(regressor, latent0: torch.Tensor, truth: dict[str, torch.Tensor], expression_names) -> dict[str, dict[str, float]]:
@@ -360,17 +402,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     original = observe(generator, detector, identity, latent0, regressor.latent_space, float(cfg.truncation_psi),
                        int(cfg.batch_size), "originals")
     results: dict[str, dict[str, float]] = {}
-    edits = {}
+    edits, changes = {}, {}
     spread = {key: original.truth[key].std(0) for key in ("expression", "identity")} if original.truth is not None else None
     for method in methods:
         n = counts[method]
         print(f"{method} editing on {n} faces (seeds {seeds[0]}..{seeds[n - 1]})")
         edits[method] = edit_and_observe(method, cfg, models, latent0[:n], _first(target, n))
-        results[method] = method_metrics(models, latent0[:n], edits[method][0], _first(target, n), _first(original, n), edits[method][1], spread)
+        results[method], changes[method] = method_metrics(models, latent0[:n], edits[method][0], _first(target, n),
+                                                          _first(original, n), edits[method][1], spread)
     if set(methods) == set(METHODS) and counts["gradient"] < counts["linear"]:
         n = counts["gradient"]  # linear on the gradient editor's faces, for a like-for-like comparison
         latent, edited = edits["linear"]
-        results[f"linear (first {n})"] = method_metrics(models, latent0[:n], latent[:n], _first(target, n), _first(original, n), _first(edited, n), spread)
+        results[f"linear (first {n})"], _ = method_metrics(models, latent0[:n], latent[:n], _first(target, n), _first(original, n),
+                                                           _first(edited, n), spread)
         methods = ["linear", f"linear (first {n})", "gradient"]
     out_dir = output_dir(cfg, "evaluate", generator.name)
     protocol = ("random target (yaw +-{yaw_deg}, pitch +-{pitch_deg} deg{expr})".format(
@@ -384,7 +428,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print(title)
     print(format_table(header, rows, markdown=False))
     paths = {"csv": write_csv_atomic(out_dir / "metrics.csv", header, rows),
-             "markdown": write_text_atomic(out_dir / "metrics.md", f"{title}\n\n{format_table(header, rows, markdown=True)}")}
+             "markdown": write_text_atomic(out_dir / "metrics.md", f"{title}\n\n{format_table(header, rows, markdown=True)}"),
+             "rotation_plot": plot_rotation_changes(changes, out_dir / "rotation.png")}
     correlations = None
     if original.truth is not None and regressor.nrsfm.num_landmarks == NUM_IBUG_LANDMARKS:
         from backbones.synthetic.face_model import EXPRESSION_NAMES

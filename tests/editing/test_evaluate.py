@@ -8,7 +8,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
 from editing import evaluate
-from editing.evaluate import evaluation_target, image_rotation_metrics, landmark_metrics, truth_metrics
+from editing.evaluate import (Observation, RotationChange, evaluation_target, image_rotation_metrics, landmark_metrics,
+                              rotation_change, truth_metrics)
 from editing_standins import random_nrsfm
 from nrsfm.errors import UserError
 
@@ -33,20 +34,26 @@ def test_truth_metrics_wrap_angles_and_measure_movement():
     assert metrics["true identity moved, mean [std]"] == 0.0
 
 
-def test_image_rotation_metrics_measure_the_turn_the_landmarks_show():
+def test_rotation_on_the_image_is_the_turn_the_landmarks_show():
     model = random_nrsfm()
     q0 = model.q_mean.repeat(6, 1)
     q0[:, model.layout.alpha] += 0.5 * model.q_std[model.layout.alpha] * torch.randn(6, model.num_basis, dtype=q0.dtype,
                                                                                     generator=torch.Generator().manual_seed(0))
-    turned = q0.clone()
-    turned[:, model.layout.rotation.start + 1] += math.radians(10.0)  # every face turns by 10 degrees of yaw
-    requested = torch.tensor([[0.0, 12.0, 0.0]]).repeat(6, 1)
-    true_achieved = torch.tensor([[0.0, 15.0, 0.0]]).repeat(6, 1)
-    metrics = image_rotation_metrics(model, q0, q0, requested, model(q0), model(turned), true_achieved)
+    yaw = model.layout.rotation.start + 1
+    turned, target = q0.clone(), q0.clone()
+    turned[:, yaw] += math.radians(10.0)  # every image shows a turn of 10 degrees of yaw
+    target[:, yaw] += math.radians(12.0)  # 12 were asked for
+    found = torch.tensor([True, True, True, True, True, False])
+    truth = lambda yaw_deg: {"rotation_deg": torch.tensor([[0.0, yaw_deg, 0.0]]).repeat(6, 1)}  # noqa: E731
+    original = Observation(model(q0).float(), found, torch.zeros(6, 1), truth(0.0))
+    edited = Observation(model(turned).float(), torch.ones(6, dtype=torch.bool), torch.zeros(6, 1), truth(15.0))
+    change = rotation_change(model, q0, q0, target, original, edited)
+    assert change.requested.shape == change.on_image.shape == change.true.shape == (5, 3)  # face 5 was not found
+    metrics = image_rotation_metrics(change)
     assert metrics["yaw on the image, median |achieved - requested| [model deg]"] == pytest.approx(2.0, abs=1e-3)
     assert metrics["pitch on the image, median |achieved - requested| [model deg]"] == pytest.approx(0.0, abs=1e-3)
     assert metrics["yaw true deg per model deg on the image"] == pytest.approx(1.5, abs=1e-3)
-    assert image_rotation_metrics(model, q0[:0], q0[:0], requested[:0], model(q0)[:0], model(turned)[:0]) == {}
+    assert image_rotation_metrics(RotationChange(change.requested[:0], change.on_image[:0], None)) == {}
 
 
 def test_landmark_metrics_units():
@@ -112,6 +119,7 @@ def test_run_writes_the_table(tmp_path, regressor_path, capsys):
     first = result["metrics"]["linear (first 5)"]
     assert first["faces"] == 5 and first["L_phi [std^2]"] <= 5 * linear["L_phi [std^2]"] + 1e-12
     assert result["markdown"].read_text().count("| L_") >= 4
+    assert result["rotation_plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out
     assert "gradient on 5 (num_faces_gradient)" in out and f"wrote csv: {result['csv']}" in out
 
