@@ -59,9 +59,12 @@ def benchmark_linear(regressor: AttributeRegressor, batch_sizes: list[int], repe
     for batch in batch_sizes:
         latents = torch.randn(batch, LATENT_DIM)
         target = edit_target(regressor(latents), {"delta.yaw": 10}, regressor.nrsfm)
-        for num_steps in (1, 3):
-            elapsed = seconds(lambda: linear_edit(regressor, latents, target, num_steps=num_steps), repeats)
-            print(f"linear  batch={batch:4d} num_steps={num_steps}: {batch / elapsed:9.1f} edits/s ({elapsed * 1e3:.1f} ms per batch, excluding G)")
+        spread = torch.diag(torch.linspace(0.1, 2.0, LATENT_DIM))  # a latent metric costs two (P, d) products per step
+        for num_steps, metric in ((1, None), (3, None), (3, spread)):
+            elapsed = seconds(lambda: linear_edit(regressor, latents, target, num_steps=num_steps, damping=0.1, metric=metric), repeats)
+            label = "spread" if metric is not None else "raw"
+            print(f"linear  batch={batch:4d} num_steps={num_steps} metric={label:6s}: {batch / elapsed:9.1f} edits/s "
+                  f"({elapsed * 1e3:.1f} ms per batch, excluding G)")
 
 
 def benchmark_gradient(regressor: AttributeRegressor, batch_sizes: list[int], num_steps: int) -> None:

@@ -77,7 +77,7 @@ from editing.attributes import EditTarget, attribute_indices, clamp_to_range, ed
 from editing.latents import latents_from_seeds
 from editing.linear import linear_edit
 from editing.presets import NUM_IBUG_LANDMARKS, derive_expression_directions, expression_coordinates
-from editing.session import load_generator, load_regressor, output_dir
+from editing.session import latent_metric, load_generator, load_regressor, output_dir
 from nrsfm.errors import UserError, exit_on_user_error
 from nrsfm.fit_q import fit_q
 from nrsfm.model import NRSfMModel
@@ -273,8 +273,9 @@ def true_rotation_change(before: dict[str, torch.Tensor], after: dict[str, torch
 def run_editor(method: str, cfg: DictConfig, generator, identity, regressor, latent0: torch.Tensor, target: EditTarget) -> torch.Tensor:
     """Edited latents (B, *S) of `method` (its config is ``cfg[method]``), in batches with a progress bar."""
     editor: Callable = instantiate(cfg[method])
+    metric = latent_metric(cfg, generator)
     if method == "linear":
-        return editor(regressor, latent0, target).latent
+        return editor(regressor, latent0, target, metric=metric).latent
     batch_size = int(cfg.gradient_batch_size)
     uses_identity = float(cfg[method].get("lambda_id", 0)) > 0
     runtime = {"generator": generator, "identity": identity} if uses_identity else {}
@@ -285,7 +286,7 @@ def run_editor(method: str, cfg: DictConfig, generator, identity, regressor, lat
         begin = None
         if cfg.gradient_start == "linear":
             begin = linear_edit(regressor, latent0[rows], part, **{k: v for k, v in OmegaConf.to_container(cfg.linear).items()
-                                                                       if k in ("num_steps", "damping")}).latent
+                                                                       if k in ("num_steps", "damping")}, metric=metric).latent
         latents.append(editor(regressor, latent0[rows], part, start=begin, **runtime).latent)
     return torch.cat(latents)
 

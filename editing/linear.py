@@ -8,7 +8,9 @@ and alphas weigh alike), for the smallest latent step dw with J_c dw = r_c, wher
 constrained rows of q (the entries the edit sets, pulled to their targets, and the entries held at
 q0, pulled back to q0) and r the residual q_target - phi(w). With damping lambda > 0 the step is the
 Tikhonov one, J_c^T (J_c J_c^T + lambda I)^-1 r_c. J comes from `torch.func.jacrev` vmapped over
-the batch, so many faces are edited at once.
+the batch, so many faces are edited at once. With a `metric` S (the square root of the latent
+covariance, `editing.latent_prior`) the step is measured in standard deviations of the latent
+distribution instead of raw units: dw = S u with u the minimum-norm step of J S.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ def linear_edit(
     *,
     num_steps: int = 3,
     damping: float = 0.0,
+    metric: torch.Tensor | None = None,
 ) -> LinearEdit:
     """Move latents so that phi(latent) reaches `target` on its constrained rows.
 
@@ -67,6 +70,8 @@ def linear_edit(
         target: EditTarget with q (B, D) and constrained (D,).
         num_steps: Newton-style repeats (1 is the paper's single linear step).
         damping: Tikhonov lambda >= 0 in standardised units; 0 is the Moore-Penrose pseudo-inverse.
+        metric: (d, d) symmetric S acting on the last latent dimension (d = S[-1]; every row of a W+
+            latent alike), or None for raw units.
     Returns:
         LinearEdit with the edited latents (B, *S), their q (B, D) and the error history.
     """
@@ -78,6 +83,9 @@ def linear_edit(
         raise ValueError(f"num_steps must be at least 1, got {num_steps}")
     if not damping >= 0:
         raise ValueError(f"damping must be >= 0, got {damping}")
+    if metric is not None:
+        check_shape(metric, (latent0.shape[-1], latent0.shape[-1]), "latent metric")
+        check_finite(metric, "latent metric")
     rows = target.constrained.nonzero().flatten().to(latent0.device)
     scale = regressor.nrsfm.q_std.to(latent0)[rows]
     goal = target.q.to(latent0)[:, rows]
@@ -89,10 +97,21 @@ def linear_edit(
             residual = (goal - q[:, rows]) / scale
             errors.append(_rms(residual))
             jacobian = latent_jacobian(regressor, latent.view_as(latent0))[:, rows] / scale[:, None]
-            latent = latent + _minimum_norm_step(jacobian, residual, damping)
+            latent = latent + _metric_step(jacobian, residual, damping, metric)
         q = regressor(latent.view_as(latent0))
         errors.append(_rms((goal - q[:, rows]) / scale))
     return LinearEdit(latent.view_as(latent0), q, torch.stack(errors))
+
+
+def _metric_step(jacobian: torch.Tensor, residual: torch.Tensor, damping: float, metric: torch.Tensor | None) -> torch.Tensor:
+    """(B, C, P), (B, C) -> (B, P): the damped minimum-norm step, in whitened coordinates S u when
+    `metric` S (d, d) is given (P a multiple of d; S applied to every d-block)."""
+    if metric is None:
+        return _minimum_norm_step(jacobian, residual, damping)
+    metric = metric.to(jacobian)
+    whitened = (jacobian.unflatten(-1, (-1, metric.shape[0])) @ metric).flatten(-2)
+    step = _minimum_norm_step(whitened, residual, damping)
+    return (step.unflatten(-1, (-1, metric.shape[0])) @ metric).flatten(-2)
 
 
 def _minimum_norm_step(jacobian: torch.Tensor, residual: torch.Tensor, damping: float) -> torch.Tensor:

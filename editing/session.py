@@ -3,7 +3,7 @@ write the outputs and say where.
 
 A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) has ``generator``,
 ``identity``, ``edit`` (an editor: conf/edit/linear.yaml or gradient.yaml), ``latent_space``,
-``truncation_psi``, ``regressor_path`` (a path, or null to let `editing.pipeline` build one), ``pipeline``,
+``truncation_psi``, ``latent_metric``, ``regressor_path`` (a path, or null to let `editing.pipeline` build one), ``pipeline``,
 ``strict``, ``num_std``, ``free``, ``num_frames`` and ``out_dir`` (null: a folder under
 ``${paths.work_dir}/<command>/`` named by a hash of the whole request).
 """
@@ -23,12 +23,15 @@ from torch import nn
 from backbones.generator import Generator
 from editing.attributes import EditTarget
 from editing.compatibility import check_regressor_matches
+from editing.latent_prior import latent_spread
 from editing.pipeline import ensure_regressor
 from editing.presets import PRESET_NAMES, ExpressionDirection, attribute_sample, derive_expression_directions
 from editing.render import write_edit_outputs
 from nrsfm.errors import UserError
 from nrsfm.sample import build, check_config_complete
 from regressor.export import load_attribute_regressor
+
+LATENT_METRICS = ("spread", "euclidean")
 
 
 def load_generator(cfg: DictConfig) -> Generator:
@@ -58,14 +61,27 @@ def expression_directions(cfg: DictConfig, generator: Generator, regressor: nn.M
     return derive_expression_directions(regressor.nrsfm, reference)
 
 
+def latent_metric(cfg: DictConfig, generator: Generator) -> torch.Tensor | None:
+    """The linear editor's metric for ``cfg.latent_metric``: `editing.latent_prior.latent_spread` of the
+    generator for ``spread``, None (raw units) for ``euclidean``."""
+    if cfg.latent_metric not in LATENT_METRICS:
+        raise UserError(f"latent_metric must be one of {', '.join(LATENT_METRICS)}, got {cfg.latent_metric!r}")
+    if cfg.latent_metric == "euclidean":
+        return None
+    return latent_spread(generator, cfg.latent_space, float(cfg.truncation_psi))
+
+
 def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, latent0: torch.Tensor, target: EditTarget):
     """Run the editor of `cfg.edit`; editors that take ``generator`` and ``identity`` get them
-    (the identity network is built only when its term is on). Returns a LinearEdit or GradientEdit."""
+    (the identity network is built only when its term is on), editors that take ``metric`` get
+    `latent_metric`. Returns a LinearEdit or GradientEdit."""
     editor = instantiate(cfg.edit)
     parameters = inspect.signature(editor).parameters
     runtime: dict[str, Any] = {}
     if "generator" in parameters and "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0:
         runtime = {"generator": generator, "identity": build(cfg.identity, "identity network")}
+    if "metric" in parameters:
+        runtime["metric"] = latent_metric(cfg, generator)
     return editor(regressor, latent0.to(regressor.nrsfm.q_mean.dtype), target, **runtime)
 
 

@@ -66,6 +66,8 @@ def test_command_errors(tmp_path, regressor_path):
         edit.run(command_config("edit", tmp_path, regressor_path))
     with pytest.raises(UserError, match="regressor file .* not found"):
         edit.run(command_config("edit", tmp_path, tmp_path / "missing.pt", "yaw=3"))
+    with pytest.raises(UserError, match="latent_metric must be one of spread, euclidean, got 'cosine'"):
+        edit.run(command_config("edit", tmp_path, regressor_path, "yaw=3", "latent_metric=cosine"))
     with pytest.raises(UserError, match="unknown attribute 'frown'; valid: pitch, yaw"):
         edit.run(command_config("edit", tmp_path, regressor_path, "+frown=3"))
     with pytest.raises(ValueError, match="latent space 'w', not 'z'"):

@@ -48,6 +48,18 @@ def test_damping_shortens_the_step(regressor, latents):
     assert (damped.error[-1] > plain.error[-1]).all()
 
 
+def test_metric_keeps_the_step_out_of_directions_without_spread(regressor, latents):
+    target = edit_target(regressor(latents), {"delta.yaw": 5}, regressor.nrsfm)
+    half = latents.shape[1] - 2  # two directions without spread; the other 14 can meet the 12 constrained rows
+    spread = torch.diag(torch.cat([torch.ones(half), torch.full((2,), 1e-4)])).double()
+    edit = linear_edit(regressor, latents, target, num_steps=6, metric=spread)
+    step = edit.latent - latents
+    assert step[:, half:].abs().max() < 1e-3 * step[:, :half].abs().max()
+    torch.testing.assert_close(edit.q, target.q, atol=1e-8, rtol=0)
+    identity = torch.eye(latents.shape[1], dtype=torch.float64)
+    torch.testing.assert_close(linear_edit(regressor, latents, target, metric=identity).latent, linear_edit(regressor, latents, target).latent)
+
+
 def test_batch_equals_single(regressor, latents):
     target = edit_target(regressor(latents), {"delta.yaw": 5, "delta.alpha.0": 0.02}, regressor.nrsfm)
     batch = linear_edit(regressor, latents, target, num_steps=2)
@@ -59,9 +71,10 @@ def test_w_plus_latents():
     regressor = TinyRegressor(latent_space="w+")
     latents = 0.5 * torch.randn(4, 3, 16, dtype=torch.float64)
     target = edit_target(regressor(latents), {"delta.roll": -8}, regressor.nrsfm)
-    edit = linear_edit(regressor, latents, target, num_steps=6)
-    assert edit.latent.shape == latents.shape
-    torch.testing.assert_close(edit.q, target.q, atol=1e-8, rtol=0)
+    for metric in (None, torch.diag(torch.linspace(0.5, 1.5, 16, dtype=torch.float64))):
+        edit = linear_edit(regressor, latents, target, num_steps=6, metric=metric)
+        assert edit.latent.shape == latents.shape
+        torch.testing.assert_close(edit.q, target.q, atol=1e-8, rtol=0)
 
 
 def test_bad_input(regressor, latents):
@@ -74,5 +87,7 @@ def test_bad_input(regressor, latents):
         linear_edit(regressor, latents, target, num_steps=0)
     with pytest.raises(ValueError, match="damping"):
         linear_edit(regressor, latents, target, damping=-1.0)
+    with pytest.raises(ValueError, match="latent metric must have shape"):
+        linear_edit(regressor, latents, target, metric=torch.eye(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="batch dimension"):
         linear_edit(regressor, latents[0], target)
