@@ -40,9 +40,9 @@ Ground truth (generators with ``ground_truth(ws)``, i.e. generator=synthetic):
 - untouched attributes: how far the true expression and identity coefficients moved, per face the
   RMS over coefficients of |after - before| / (std of that coefficient over all original faces),
   reported as mean and median over faces (two independent random faces are about 1.41 apart);
+  expression is an edited part under the random protocol, so it is untouched only for rigid edits;
 - calibration: true degrees per model degree on the image (slope of the true change on the change
   measured on the image), what the detector and the factorization make of a true rotation;
-  expression is an edited part under the random protocol, so it is untouched only for rigid edits;
 - expression presets (68-landmark models): Pearson correlation of each face's coordinate along the
   derived smile / mouth_open / brows_raised direction (`editing.presets`, from phi(w0)) with each true
   expression coefficient.
@@ -216,12 +216,13 @@ def rotation_change(model: NRSfMModel, q0: torch.Tensor, q_edit: torch.Tensor, t
     both = original.found & edited.found
     angles = model.layout.rotation
     requested = torch.rad2deg(target_q.to(q0)[both, angles] - q0[both, angles])
+    on_image = torch.empty_like(requested)  # (0, 3) when no face was found in both
     if both.any():
         on_image = torch.rad2deg(fit_q(model, edited.landmarks[both].to(q_edit), q_init=q_edit[both])[:, angles]
                                  - fit_q(model, original.landmarks[both].to(q0), q_init=q0[both])[:, angles])
-    else:
-        on_image = requested.clone()
-    true = true_rotation_change(original.truth, edited.truth)[both].to(requested) if original.truth is not None and edited.truth is not None else None
+    true = None
+    if original.truth is not None and edited.truth is not None:
+        true = true_rotation_change(original.truth, edited.truth)[both].to(requested)
     return RotationChange(requested, on_image, true)
 
 
@@ -233,11 +234,12 @@ def image_rotation_metrics(change: RotationChange) -> dict[str, float]:
         return {}
     metrics: dict[str, float] = {}
     for i, name in enumerate(ROTATION_NAMES):
-        achieved = change.on_image[:, i]
-        metrics[f"{name} on the image, median |achieved - requested| [model deg]"] = _median((achieved - change.requested[:, i]).abs())
+        achieved, requested = change.on_image[:, i], change.requested[:, i]
+        metrics[f"{name} on the image, median |achieved - requested| [model deg]"] = _median((achieved - requested).abs())
         if change.true is not None:
             energy = float(achieved.square().sum())
-            metrics[f"{name} true deg per model deg on the image"] = float((change.true[:, i] * achieved).sum()) / energy if energy > 1e-9 else math.nan
+            slope = float((change.true[:, i] * achieved).sum()) / energy if energy > 1e-9 else math.nan
+            metrics[f"{name} true deg per model deg on the image"] = slope
     return metrics
 
 
