@@ -70,7 +70,7 @@ def linear_edit(
         target: EditTarget with q (B, D) and constrained (D,).
         num_steps: Newton-style repeats (1 is the paper's single linear step).
         damping: Tikhonov lambda >= 0 in standardised units; 0 is the Moore-Penrose pseudo-inverse.
-        metric: (d, d) symmetric S acting on the last latent dimension (d = S[-1]; every row of a W+
+        metric: (d, d) symmetric S acting on the latent's last dimension d (on every row of a W+
             latent alike), or None for raw units.
     Returns:
         LinearEdit with the edited latents (B, *S), their q (B, D) and the error history.

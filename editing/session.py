@@ -3,8 +3,8 @@ write the outputs and say where.
 
 A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) has ``generator``,
 ``identity``, ``edit`` (an editor: conf/edit/linear.yaml or gradient.yaml), ``latent_space``,
-``truncation_psi``, ``latent_metric``, ``regressor_path`` (a path, or null to let `editing.pipeline` build one), ``pipeline``,
-``strict``, ``num_std``, ``free``, ``num_frames`` and ``out_dir`` (null: a folder under
+``truncation_psi``, ``latent_metric``, ``regressor_path`` (a path, or null to let `editing.pipeline`
+build one), ``pipeline``, ``strict``, ``num_std``, ``free``, ``num_frames`` and ``out_dir`` (null: a folder under
 ``${paths.work_dir}/<command>/`` named by a hash of the whole request).
 """
 from __future__ import annotations
@@ -77,11 +77,10 @@ def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, la
     `latent_metric`. Returns a LinearEdit or GradientEdit."""
     editor = instantiate(cfg.edit)
     parameters = inspect.signature(editor).parameters
-    runtime: dict[str, Any] = {}
+    metric = latent_metric(cfg, generator)  # checks cfg.latent_metric whichever editor runs
+    runtime: dict[str, Any] = {"metric": metric} if "metric" in parameters else {}
     if "generator" in parameters and "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0:
-        runtime = {"generator": generator, "identity": build(cfg.identity, "identity network")}
-    if "metric" in parameters:
-        runtime["metric"] = latent_metric(cfg, generator)
+        runtime.update(generator=generator, identity=build(cfg.identity, "identity network"))
     return editor(regressor, latent0.to(regressor.nrsfm.q_mean.dtype), target, **runtime)
 
 
