@@ -51,8 +51,9 @@ With both editors and fewer gradient faces, the table also has the column ``line
 linear editor on the gradient editor's faces, for a like-for-like comparison. ``latent step`` is the
 median norm of w_edit - w0.
 
-Writes ``metrics.csv``, ``metrics.md``, ``rotation.png`` (achieved against requested yaw and pitch
-change per face, on the image and true) (and ``presets.csv``/``presets.md`` when there is truth) into
+Writes ``metrics.csv``, ``metrics.md``, ``rotation.png`` (achieved against requested yaw change per
+face and the histogram of the misses, on the image and true), ``rotation.csv`` (those numbers per
+face and method) (and ``presets.csv``/``presets.md`` when there is truth) into
 ``out_dir`` (default ``${paths.work_dir}/evaluate/<generator>-<hash of the request>``) and prints the
 table and where it went.
 """
@@ -199,12 +200,14 @@ class RotationChange:
     """Per-face change of (pitch, yaw, roll) in degrees, for the faces found in the original and the edit.
 
     Attributes:
+        index: (B,) positions of these faces among the evaluated ones (face i is seed ``seed + i``).
         requested: (B, 3) target minus phi(w0).
         on_image: (B, 3) as the detector and the NRSfM model see it: `nrsfm.fit_q` on the detected
             landmarks of the edit minus the same for the original (warm-started from phi), model degrees.
         true: (B, 3) the generator's truth (wrapped to +-180), or None.
     """
 
+    index: torch.Tensor
     requested: torch.Tensor
     on_image: torch.Tensor
     true: torch.Tensor | None
@@ -223,7 +226,7 @@ def rotation_change(model: NRSfMModel, q0: torch.Tensor, q_edit: torch.Tensor, t
     true = None
     if original.truth is not None and edited.truth is not None:
         true = true_rotation_change(original.truth, edited.truth)[both].to(requested)
-    return RotationChange(requested, on_image, true)
+    return RotationChange(both.nonzero().flatten(), requested, on_image, true)
 
 
 def image_rotation_metrics(change: RotationChange) -> dict[str, float]:
@@ -244,20 +247,28 @@ def image_rotation_metrics(change: RotationChange) -> dict[str, float]:
 
 
 def plot_rotation_changes(changes: dict[str, RotationChange], path: Path) -> Path:
-    """Achieved against requested yaw and pitch change, one column per method: the change on the image
-    (model degrees) and, with truth, the true change; the diagonal is a perfect edit. Written atomically."""
-    figure = Figure(figsize=(4.2 * len(changes), 7.6))
+    """One column per method: achieved against requested yaw change per face (top; the diagonal is a
+    perfect edit) and histograms of achieved - requested (bottom), on the image (model degrees) and,
+    with truth, true. Written atomically."""
+    figure = Figure(figsize=(4.4 * len(changes), 7.6))
     FigureCanvasAgg(figure)
+    yaw = ROTATION_NAMES.index("yaw")
     for column, (method, change) in enumerate(changes.items()):
-        for row, (axis, name) in enumerate(((1, "yaw"), (0, "pitch"))):
-            axes = figure.add_subplot(2, len(changes), row * len(changes) + column + 1)
-            requested = change.requested[:, axis].cpu().numpy()
-            axes.scatter(requested, change.on_image[:, axis].cpu().numpy(), s=9, alpha=0.6, label="on the image (model deg)")
-            if change.true is not None:
-                axes.scatter(requested, change.true[:, axis].cpu().numpy(), s=9, alpha=0.6, label="true")
-            low, high = axes.get_xlim()
-            axes.plot([low, high], [low, high], color="black", linewidth=0.8)
-            axes.set(title=f"{method}: {name}", xlabel="requested change [deg]", ylabel="achieved change [deg]")
+        series = {"on the image (model deg)": change.on_image[:, yaw]}
+        if change.true is not None:
+            series["true"] = change.true[:, yaw]
+        requested = change.requested[:, yaw]
+        scatter = figure.add_subplot(2, len(changes), column + 1)
+        errors = figure.add_subplot(2, len(changes), len(changes) + column + 1)
+        for label, achieved in series.items():
+            scatter.scatter(requested.cpu().numpy(), achieved.cpu().numpy(), s=9, alpha=0.6, label=label)
+            errors.hist((achieved - requested).cpu().numpy(), bins=20, alpha=0.5, label=label)
+        top = max(1.0, float(requested.abs().max())) if len(requested) else 1.0
+        scatter.plot([-top, top], [-top, top], color="black", linewidth=0.8)
+        scatter.set(title=f"{method}: yaw", xlabel="requested change [deg]", ylabel="achieved change [deg]")
+        errors.axvline(0.0, color="black", linewidth=0.8)
+        errors.set(title=f"{method}: yaw, achieved - requested", xlabel="[deg]", ylabel="faces")
+        for axes in (scatter, errors):
             axes.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,6 +276,17 @@ def plot_rotation_changes(changes: dict[str, RotationChange], path: Path) -> Pat
     figure.savefig(tmp, format="png", dpi=80)
     tmp.replace(path)
     return path
+
+
+def rotation_rows(changes: dict[str, RotationChange], first_seed: int) -> tuple[list[str], list[list[Any]]]:
+    """Header and one row per method and face (seed, then requested / on the image / true pitch, yaw, roll)."""
+    header = ["method", "seed"] + [f"{kind} {name} [deg]" for kind in ("requested", "on the image", "true") for name in ROTATION_NAMES]
+    rows = []
+    for method, change in changes.items():
+        true = change.true if change.true is not None else torch.full_like(change.requested, math.nan)
+        values = torch.cat([change.requested, change.on_image, true], 1).tolist()
+        rows += [[method, first_seed + int(i), *row] for i, row in zip(change.index, values)]
+    return header, rows
 
 
 def true_rotation_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -432,7 +454,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print(format_table(header, rows, markdown=False))
     paths = {"csv": write_csv_atomic(out_dir / "metrics.csv", header, rows),
              "markdown": write_text_atomic(out_dir / "metrics.md", f"{title}\n\n{format_table(header, rows, markdown=True)}"),
-             "rotation_plot": plot_rotation_changes(changes, out_dir / "rotation.png")}
+             "rotation_plot": plot_rotation_changes(changes, out_dir / "rotation.png"),
+             "rotation_csv": write_csv_atomic(out_dir / "rotation.csv", *rotation_rows(changes, int(cfg.seed)))}
     correlations = None
     if original.truth is not None and regressor.nrsfm.num_landmarks == NUM_IBUG_LANDMARKS:
         from backbones.synthetic.face_model import EXPRESSION_NAMES

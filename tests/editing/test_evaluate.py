@@ -53,7 +53,8 @@ def test_rotation_on_the_image_is_the_turn_the_landmarks_show():
     assert metrics["yaw on the image, median |achieved - requested| [model deg]"] == pytest.approx(2.0, abs=1e-3)
     assert metrics["pitch on the image, median |achieved - requested| [model deg]"] == pytest.approx(0.0, abs=1e-3)
     assert metrics["yaw true deg per model deg on the image"] == pytest.approx(1.5, abs=1e-3)
-    assert image_rotation_metrics(RotationChange(change.requested[:0], change.on_image[:0], None)) == {}
+    assert change.index.tolist() == [0, 1, 2, 3, 4]
+    assert image_rotation_metrics(RotationChange(change.index[:0], change.requested[:0], change.on_image[:0], None)) == {}
 
 
 def test_landmark_metrics_units():
@@ -120,6 +121,11 @@ def test_run_writes_the_table(tmp_path, regressor_path, capsys):
     assert first["faces"] == 5 and first["L_phi [std^2]"] <= 5 * linear["L_phi [std^2]"] + 1e-12
     assert result["markdown"].read_text().count("| L_") >= 4
     assert result["rotation_plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(result["rotation_csv"]) as handle:
+        per_face = list(csv.DictReader(handle))
+    found = 12 - linear["faces without a detected face (original or edit)"]
+    assert [row["method"] for row in per_face] == ["linear"] * found + ["gradient"] * (len(per_face) - found)
+    assert all(100 <= int(row["seed"]) < 112 and row["true yaw [deg]"] == "nan" for row in per_face)
     out = capsys.readouterr().out
     assert "gradient on 5 (num_faces_gradient)" in out and f"wrote csv: {result['csv']}" in out
 
