@@ -21,13 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from editing.attributes import edit_target, flatten_changes
 from editing.latents import resolve_faces
 from editing.presets import PRESET_NAMES
-from editing.session import apply_editor, expression_directions, finish, load_generator, load_regressor
+from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
 from nrsfm.errors import UserError, exit_on_user_error
 
 CHANGE_KEYS = ("pitch", "yaw", "roll", "scale", "tx", "ty", "k11", "k12", "k22", "alpha", "q",
                "rotation", "expression", "camera", "translation", *PRESET_NAMES, "delta")
 SETTING_KEYS = ("paths", "generator", "identity", "edit", "latent_space", "truncation_psi", "latent_metric",
-                "regressor_path", "free", "strict", "num_std", "num_frames", "out_dir", "pipeline", "faces")
+                "hold_alpha", "regressor_path", "free", "strict", "num_std", "num_frames", "out_dir", "pipeline", "faces")
 
 
 def requested_changes(cfg: DictConfig) -> dict[str, float]:
@@ -54,6 +54,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     q0 = regressor(latent0).detach()
     target = edit_target(q0, changes, regressor.nrsfm, free=list(cfg.free), strict=bool(cfg.strict), num_std=float(cfg.num_std),
                          directions=expression_directions(cfg, generator, regressor, changes))
+    target = hold_alpha(cfg, generator, regressor, q0, target)
     result = apply_editor(cfg, generator, regressor, latent0, target)
     return finish(cfg, "edit", generator, regressor, latent0, result, target, {"faces": str(cfg.faces), "changes": changes})
 

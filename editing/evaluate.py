@@ -78,7 +78,7 @@ from editing.attributes import EditTarget, attribute_indices, clamp_to_range, ed
 from editing.latents import latents_from_seeds
 from editing.linear import linear_edit
 from editing.presets import NUM_IBUG_LANDMARKS, derive_expression_directions, expression_coordinates
-from editing.session import latent_metric, load_generator, load_regressor, output_dir
+from editing.session import hold_alpha, latent_metric, load_generator, load_regressor, output_dir
 from nrsfm.errors import UserError, exit_on_user_error
 from nrsfm.fit_q import fit_q
 from nrsfm.model import NRSfMModel
@@ -423,7 +423,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)
     with torch.no_grad():
         q0 = regressor(latent0)
-    target = evaluation_target(q0, cfg, regressor.nrsfm)
+    target = hold_alpha(cfg, generator, regressor, q0, evaluation_target(q0, cfg, regressor.nrsfm))
     original = observe(generator, detector, identity, latent0, regressor.latent_space, float(cfg.truncation_psi),
                        int(cfg.batch_size), "originals")
     results: dict[str, dict[str, float]] = {}

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from editing.attributes import edit_target, flatten_changes
 from editing.latents import latents_from_seeds
-from editing.session import apply_editor, expression_directions, finish, load_generator, load_regressor
+from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
 from nrsfm.errors import UserError, exit_on_user_error
 
 
@@ -30,9 +30,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     regressor = load_regressor(cfg, generator)
     seeds = list(range(int(cfg.seed), int(cfg.seed) + int(cfg.n)))
     latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)
-    target = edit_target(regressor(latent0).detach(), changes, regressor.nrsfm, free=list(cfg.free),
-                         strict=bool(cfg.strict), num_std=float(cfg.num_std),
+    q0 = regressor(latent0).detach()
+    target = edit_target(q0, changes, regressor.nrsfm, free=list(cfg.free), strict=bool(cfg.strict), num_std=float(cfg.num_std),
                          directions=expression_directions(cfg, generator, regressor, changes))
+    target = hold_alpha(cfg, generator, regressor, q0, target)
     result = apply_editor(cfg, generator, regressor, latent0, target)
     return finish(cfg, "sample", generator, regressor, latent0, result, target, {"seeds": seeds, "changes": changes})
 

@@ -3,7 +3,7 @@ write the outputs and say where.
 
 A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) has ``generator``,
 ``identity``, ``edit`` (an editor: conf/edit/linear.yaml or gradient.yaml), ``latent_space``,
-``truncation_psi``, ``latent_metric``, ``regressor_path`` (a path, or null to let `editing.pipeline`
+``truncation_psi``, ``latent_metric``, ``hold_alpha``, ``regressor_path`` (a path, or null to let `editing.pipeline`
 build one), ``pipeline``, ``strict``, ``num_std``, ``free``, ``num_frames`` and ``out_dir`` (null: a folder under
 ``${paths.work_dir}/<command>/`` named by a hash of the whole request).
 """
@@ -25,6 +25,7 @@ from editing.attributes import EditTarget
 from editing.compatibility import check_regressor_matches
 from editing.latent_prior import latent_spread
 from editing.pipeline import ensure_regressor
+from editing.pose_coupling import couple_held_alpha, pose_coupling
 from editing.presets import PRESET_NAMES, ExpressionDirection, attribute_sample, derive_expression_directions
 from editing.render import write_edit_outputs
 from nrsfm.errors import UserError
@@ -32,6 +33,7 @@ from nrsfm.sample import build, check_config_complete
 from regressor.export import load_attribute_regressor
 
 LATENT_METRICS = ("spread", "euclidean")
+HOLD_ALPHA = ("fixed", "coupled")
 
 
 def load_generator(cfg: DictConfig) -> Generator:
@@ -59,6 +61,19 @@ def expression_directions(cfg: DictConfig, generator: Generator, regressor: nn.M
         return None
     reference = attribute_sample(generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed))
     return derive_expression_directions(regressor.nrsfm, reference)
+
+
+def hold_alpha(cfg: DictConfig, generator: Generator, regressor: nn.Module, q0: torch.Tensor, target: EditTarget) -> EditTarget:
+    """`target` as ``cfg.hold_alpha`` asks: unchanged for ``fixed``; for ``coupled`` the held alphas follow
+    the turn (`editing.pose_coupling`), the coupling fitted on phi of the training seeds (``pipeline.seed``,
+    ``pipeline.num_samples``). q0 (B, D) are the faces' attributes before the edit."""
+    if cfg.hold_alpha not in HOLD_ALPHA:
+        raise UserError(f"hold_alpha must be one of {', '.join(HOLD_ALPHA)}, got {cfg.hold_alpha!r}")
+    if cfg.hold_alpha == "fixed":
+        return target
+    reference = attribute_sample(generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed))
+    layout = regressor.nrsfm.layout
+    return couple_held_alpha(target, q0, pose_coupling(reference, layout), layout)
 
 
 def latent_metric(cfg: DictConfig, generator: Generator) -> torch.Tensor | None:

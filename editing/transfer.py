@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from editing.attributes import transfer_target
 from editing.latents import resolve_faces
-from editing.session import apply_editor, finish, load_generator, load_regressor
+from editing.session import apply_editor, finish, hold_alpha, load_generator, load_regressor
 from nrsfm.errors import exit_on_user_error
 
 
@@ -32,6 +32,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         q_source, q_target = regressor(faces["source"]), regressor(faces["target"])
     target = transfer_target(q_source, q_target, list(cfg.parts), regressor.nrsfm, free=list(cfg.free),
                              strict=bool(cfg.strict), num_std=float(cfg.num_std))
+    target = hold_alpha(cfg, generator, regressor, q_target, target)
     result = apply_editor(cfg, generator, regressor, faces["target"], target)
     request = {"source": str(cfg.source), "target": str(cfg.target), "parts": list(cfg.parts)}
     sources = faces["source"].expand(len(faces["target"]), *faces["source"].shape[1:])

@@ -53,6 +53,16 @@ def test_transfer_command_moves_parts(tmp_path, regressor_path):
     np.testing.assert_array_equal(side[:side.shape[0] // 2, :side.shape[1] // 4], side[side.shape[0] // 2:, :side.shape[1] // 4])
 
 
+def test_coupled_alphas_follow_the_transferred_turn(tmp_path, regressor_path):
+    cfg = command_config("transfer", tmp_path, regressor_path, "source=1", "target=[2,5]", "parts=[rotation]", "hold_alpha=coupled",
+                         "edit.num_steps=6", "edit.damping=0", "pipeline.num_samples=300")
+    result = transfer.run(cfg)
+    with np.load(result["latents"]) as data:
+        alpha = slice(6, data["q_target"].shape[1] - 2)
+        assert np.abs(data["q_target"][:, alpha] - data["q_original"][:, alpha]).max() > 1e-3  # moved with the turn
+        np.testing.assert_allclose(data["q_edit"][:, 3:-2], data["q_target"][:, 3:-2], atol=1e-3)
+
+
 def test_conditional_sampling_command(tmp_path, regressor_path):
     cfg = command_config("conditional", tmp_path, regressor_path, "preset=frontal", "n=3", "seed=10", "edit.num_steps=6", "edit.damping=0")
     result = sample.run(cfg)
@@ -68,6 +78,8 @@ def test_command_errors(tmp_path, regressor_path):
         edit.run(command_config("edit", tmp_path, tmp_path / "missing.pt", "yaw=3"))
     with pytest.raises(UserError, match="latent_metric must be one of spread, euclidean, got 'cosine'"):
         edit.run(command_config("edit", tmp_path, regressor_path, "yaw=3", "latent_metric=cosine"))
+    with pytest.raises(UserError, match="hold_alpha must be one of fixed, coupled, got 'loose'"):
+        edit.run(command_config("edit", tmp_path, regressor_path, "yaw=3", "hold_alpha=loose"))
     with pytest.raises(UserError, match="unknown attribute 'frown'; valid: pitch, yaw"):
         edit.run(command_config("edit", tmp_path, regressor_path, "+frown=3"))
     with pytest.raises(ValueError, match="latent space 'w', not 'z'"):
