@@ -263,8 +263,8 @@ def plot_rotation_changes(changes: dict[str, RotationChange], path: Path) -> Pat
         for label, achieved in series.items():
             scatter.scatter(requested.cpu().numpy(), achieved.cpu().numpy(), s=9, alpha=0.6, label=label)
             errors.hist((achieved - requested).cpu().numpy(), bins=20, alpha=0.5, label=label)
-        top = max(1.0, float(requested.abs().max())) if len(requested) else 1.0
-        scatter.plot([-top, top], [-top, top], color="black", linewidth=0.8)
+        low, high = (min(0.0, float(requested.min())), max(1.0, float(requested.max()))) if len(requested) else (0.0, 1.0)
+        scatter.plot([low, high], [low, high], color="black", linewidth=0.8)
         scatter.set(title=f"{method}: yaw", xlabel="requested change [deg]", ylabel="achieved change [deg]")
         errors.axvline(0.0, color="black", linewidth=0.8)
         errors.set(title=f"{method}: yaw, achieved - requested", xlabel="[deg]", ylabel="faces")
