@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,20 @@ from regressor.export import save_attribute_regressor
 from regressor.report import evaluate_regressor, format_report, plot_report, write_report
 
 EXPORT_NAME = "regressor.pt"
+
+
+def quiet_lightning() -> None:
+    """Drop two messages Lightning prints on every run that no user of ours can act on: an advert for
+    its cloud logger and a deprecation warning raised inside Lightning itself (torch's tree specs).
+    Calling it again adds nothing."""
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if _without_litlogger_tip not in logger.filters:
+        logger.addFilter(_without_litlogger_tip)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def _without_litlogger_tip(record: logging.LogRecord) -> bool:
+    return "litlogger" not in record.getMessage()
 
 
 def default_regressor_path(cfg: DictConfig) -> Path:
@@ -62,6 +78,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     module = instantiate(cfg.regressor, nrsfm=data.nrsfm, latent_dim=data.latents.shape[1])
     module.net.set_input_statistics(data.latents[data.indices("train")])
 
+    quiet_lightning()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,

@@ -1,4 +1,5 @@
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from regressor.export import load_attribute_regressor
-from regressor.train import default_regressor_path, main, run
+from regressor.train import default_regressor_path, main, quiet_lightning, run
 
 TINY = ["regressor.width=32", "regressor.depth=2", "data.batch_size=64"]
 
@@ -95,3 +96,14 @@ def test_grid_and_optuna_sweeps(standin, tmp_path):
     assert optuna.returncode == 0, optuna.stderr[-3000:]
     best = list((tmp_path / "multirun").rglob("optimization_results.yaml"))
     assert len(best) == 1 and "best_value" in best[0].read_text()
+
+
+def test_quiet_lightning_drops_only_the_litlogger_tip(caplog):
+    quiet_lightning()
+    quiet_lightning()
+    log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    assert len(log.filters) == len(set(log.filters))
+    with caplog.at_level(logging.INFO, logger="pytorch_lightning.utilities.rank_zero"):
+        log.info("Tip: try installing [litlogger](https://pypi.org/project/litlogger/)")
+        log.info("GPU available: False")
+    assert [record.getMessage() for record in caplog.records] == ["GPU available: False"]
