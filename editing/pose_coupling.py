@@ -2,9 +2,9 @@
 
 On detected landmarks some alphas move with the pose: the jaw contour slides as the head turns,
 and the rank-one basis explains part of that as deformation (on the synthetic generator, one alpha
-follows phi's yaw with R^2 0.94 over the training faces, others with 0.1-0.7). Holding such an alpha at q0
-while the yaw changes asks for a face the data do not contain, and the editor finds one only
-where phi was never trained. With ``hold_alpha=coupled`` a held alpha keeps its pose-independent
+follows phi's yaw with R^2 0.94 over the training faces, others with 0.1-0.7). Holding such an
+alpha at q0 while the yaw changes asks for a face the data do not contain, and the editor finds one
+only where phi was never trained. With ``hold_alpha=coupled`` a held alpha keeps its pose-independent
 part instead: alpha_target = alpha0 + (theta_target - theta0) A, with A (3, K) the least-squares
 slopes of alpha on the angles over the training faces (phi of the sampling stage's seeds).
 Measured effect on 100 synthetic faces: README, "How accurate are edits".
@@ -40,10 +40,10 @@ def couple_held_alpha(target: EditTarget, q0: torch.Tensor, coupling: torch.Tens
     held &= target.constrained.cpu() & ~target.mask.cpu()
     if not held.any():
         return target
-    turn = (target.q[:, layout.rotation] - q0[:, layout.rotation]).double()
-    shift = turn @ coupling.double()  # (B, K)
+    turn = (target.q[:, layout.rotation] - q0.to(target.q)[:, layout.rotation]).double()
+    shift = turn @ coupling.to(turn)  # (B, K)
     q = target.q.clone()
     alpha_rows = torch.arange(layout.dim)[layout.alpha]
     keep = held[alpha_rows]
-    q[:, alpha_rows[keep]] += shift[:, keep].to(q)
+    q[:, alpha_rows[keep].to(q.device)] += shift[:, keep.to(q.device)].to(q)
     return replace(target, q=q)
