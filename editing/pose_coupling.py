@@ -35,15 +35,11 @@ def couple_held_alpha(target: EditTarget, q0: torch.Tensor, coupling: torch.Tens
     """`target` with every held alpha (constrained, not set by the edit) moved by the rotation change
     times `coupling` (3, K); q0 and target.q are (B, 8 + K). Alphas the edit sets or frees are kept."""
     check_shape(coupling, (3, layout.num_basis), "pose coupling")
-    held = torch.zeros(layout.dim, dtype=torch.bool)
-    held[layout.alpha] = True
-    held &= target.constrained.cpu() & ~target.mask.cpu()
+    held = (target.constrained & ~target.mask)[layout.alpha]  # (K,)
     if not held.any():
         return target
-    turn = (target.q[:, layout.rotation] - q0.to(target.q)[:, layout.rotation]).double()
-    shift = turn @ coupling.to(turn)  # (B, K)
+    turn = target.q[:, layout.rotation] - q0.to(target.q)[:, layout.rotation]  # (B, 3)
+    shift = turn.double() @ coupling.to(device=turn.device, dtype=torch.float64)  # (B, K)
     q = target.q.clone()
-    alpha_rows = torch.arange(layout.dim)[layout.alpha]
-    keep = held[alpha_rows]
-    q[:, alpha_rows[keep].to(q.device)] += shift[:, keep.to(q.device)].to(q)
+    q[:, layout.alpha] += (shift * held.to(shift)).to(q)
     return replace(target, q=q)
