@@ -186,8 +186,7 @@ def truth_metrics(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor
         metrics[f"{name} requested, median |.| [deg]"] = _median(requested_deg[:, i].abs())
         metrics[f"{name} median |achieved - requested| [deg]"] = _median(error[:, i].abs())
         metrics[f"{name} mean achieved - requested [deg]"] = float(error[:, i].mean())
-        energy = float(requested_deg[:, i].double().square().sum())
-        metrics[f"{name} slope achieved/requested"] = float((achieved[:, i].double() * requested_deg[:, i].double()).sum()) / energy if energy > 1e-9 else math.nan
+        metrics[f"{name} slope achieved/requested"] = _slope(achieved[:, i], requested_deg[:, i])
     for key in ("expression", "identity"):
         moved = ((after[key] - before[key]) / spread[key].clamp_min(1e-12)).square().mean(-1).sqrt()
         metrics[f"true {key} moved, mean [std]"] = float(moved.mean())
@@ -240,9 +239,7 @@ def image_rotation_metrics(change: RotationChange) -> dict[str, float]:
         achieved, requested = change.on_image[:, i], change.requested[:, i]
         metrics[f"{name} on the image, median |achieved - requested| [model deg]"] = _median((achieved - requested).abs())
         if change.true is not None:
-            energy = float(achieved.square().sum())
-            slope = float((change.true[:, i] * achieved).sum()) / energy if energy > 1e-9 else math.nan
-            metrics[f"{name} true deg per model deg on the image"] = slope
+            metrics[f"{name} true deg per model deg on the image"] = _slope(change.true[:, i], achieved)
     return metrics
 
 
@@ -479,6 +476,13 @@ def _first(item, n: int):
         return EditTarget(item.q[:n], item.mask, item.constrained)
     truth = {k: v[:n] for k, v in item.truth.items()} if item.truth is not None else None
     return Observation(item.landmarks[:n], item.found[:n], item.embedding[:n], truth)
+
+
+def _slope(y: torch.Tensor, x: torch.Tensor) -> float:
+    """Least-squares slope of y on x through the origin, sum(x y) / sum(x^2); NaN when x is all (near) zero."""
+    x, y = x.double(), y.double()
+    energy = float(x.square().sum())
+    return float((x * y).sum()) / energy if energy > 1e-9 else math.nan
 
 
 def _median(values: torch.Tensor) -> float:
