@@ -291,10 +291,11 @@ def true_rotation_change(before: dict[str, torch.Tensor], after: dict[str, torch
     return torch.remainder(after["rotation_deg"] - before["rotation_deg"] + 180.0, 360.0) - 180.0
 
 
-def run_editor(method: str, cfg: DictConfig, generator, identity, regressor, latent0: torch.Tensor, target: EditTarget) -> torch.Tensor:
-    """Edited latents (B, *S) of `method` (its config is ``cfg[method]``), in batches with a progress bar."""
+def run_editor(method: str, cfg: DictConfig, generator, identity, regressor, latent0: torch.Tensor, target: EditTarget,
+               metric: torch.Tensor | None = None) -> torch.Tensor:
+    """Edited latents (B, *S) of `method` (its config is ``cfg[method]``), in batches with a progress bar;
+    `metric` is the linear editor's (``editing.session.latent_metric``)."""
     editor: Callable = instantiate(cfg[method])
-    metric = latent_metric(cfg, generator)
     if method == "linear":
         return editor(regressor, latent0, target, metric=metric).latent
     batch_size = int(cfg.gradient_batch_size)
@@ -316,7 +317,7 @@ def edit_and_observe(method: str, cfg: DictConfig, models: dict[str, Any], laten
                      target: EditTarget) -> tuple[torch.Tensor, Observation]:
     """Edit latent0 (B, *S) with `method`; returns the edited latents (B, *S) and what their images show."""
     generator, regressor, detector, identity = (models[k] for k in ("generator", "regressor", "detector", "identity"))
-    latent = run_editor(method, cfg, generator, identity, regressor, latent0, target)
+    latent = run_editor(method, cfg, generator, identity, regressor, latent0, target, models["latent_metric"])
     if not torch.isfinite(latent).all():
         raise UserError(f"{method} editing diverged (non-finite latents); lower its step size or add damping")
     return latent, observe(generator, detector, identity, latent, regressor.latent_space, float(cfg.truncation_psi),
@@ -414,7 +415,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     regressor = load_regressor(cfg, generator)
     detector = build(cfg.landmarks, "landmark detector")
     identity = build(cfg.identity, "identity network")
-    models = {"generator": generator, "regressor": regressor, "detector": detector, "identity": identity}
+    models = {"generator": generator, "regressor": regressor, "detector": detector, "identity": identity,
+              "latent_metric": latent_metric(cfg, generator)}
     num_faces = max(counts[m] for m in methods)
     seeds = list(range(int(cfg.seed), int(cfg.seed) + num_faces))
     latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)

@@ -32,8 +32,7 @@ from nrsfm.errors import UserError
 from nrsfm.sample import build, check_config_complete
 from regressor.export import load_attribute_regressor
 
-LATENT_METRICS = ("spread", "euclidean")
-HOLD_ALPHA = ("fixed", "coupled")
+CHOICES = {"latent_metric": ("spread", "euclidean"), "hold_alpha": ("fixed", "coupled")}
 
 
 def load_generator(cfg: DictConfig) -> Generator:
@@ -45,12 +44,26 @@ def load_generator(cfg: DictConfig) -> Generator:
 def load_regressor(cfg: DictConfig, generator: Generator) -> nn.Module:
     """The regressor for `cfg` and `generator`, built first when missing (editing.pipeline); its
     ``metadata["path"]`` records where it was read from. Resolve user inputs before calling this,
-    so that bad input fails before minutes of building."""
+    so that bad input fails before minutes of building (the CHOICES settings are checked here first)."""
+    for key in CHOICES:
+        choice(cfg, key)
     path = ensure_regressor(cfg)
     regressor = load_attribute_regressor(path).requires_grad_(False)
     regressor.metadata["path"] = str(path)
     check_regressor_matches(regressor, generator, cfg.latent_space)
     return regressor
+
+
+def choice(cfg: DictConfig, key: str) -> str:
+    """``cfg[key]``, one of ``CHOICES[key]``; a UserError naming the valid values otherwise."""
+    if cfg[key] not in CHOICES[key]:
+        raise UserError(f"{key} must be one of {', '.join(CHOICES[key])}, got {cfg[key]!r}")
+    return cfg[key]
+
+
+def training_attributes(cfg: DictConfig, generator: Generator, regressor: nn.Module) -> torch.Tensor:
+    """phi of the training seeds (``pipeline.seed``, ``pipeline.num_samples``): (N, 8 + K) reference attributes."""
+    return attribute_sample(generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed))
 
 
 def expression_directions(cfg: DictConfig, generator: Generator, regressor: nn.Module,
@@ -59,29 +72,23 @@ def expression_directions(cfg: DictConfig, generator: Generator, regressor: nn.M
     coordinates are scaled by phi of the training seeds (``pipeline.seed``, ``pipeline.num_samples``)."""
     if not {name.removeprefix("delta.") for name in changes} & set(PRESET_NAMES):
         return None
-    reference = attribute_sample(generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed))
-    return derive_expression_directions(regressor.nrsfm, reference)
+    return derive_expression_directions(regressor.nrsfm, training_attributes(cfg, generator, regressor))
 
 
 def hold_alpha(cfg: DictConfig, generator: Generator, regressor: nn.Module, q0: torch.Tensor, target: EditTarget) -> EditTarget:
     """`target` as ``cfg.hold_alpha`` asks: unchanged for ``fixed``; for ``coupled`` the held alphas follow
     the turn (`editing.pose_coupling`), the coupling fitted on phi of the training seeds (``pipeline.seed``,
     ``pipeline.num_samples``). q0 (B, D) are the faces' attributes before the edit."""
-    if cfg.hold_alpha not in HOLD_ALPHA:
-        raise UserError(f"hold_alpha must be one of {', '.join(HOLD_ALPHA)}, got {cfg.hold_alpha!r}")
-    if cfg.hold_alpha == "fixed":
+    if choice(cfg, "hold_alpha") == "fixed":
         return target
-    reference = attribute_sample(generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed))
     layout = regressor.nrsfm.layout
-    return couple_held_alpha(target, q0, pose_coupling(reference, layout), layout)
+    return couple_held_alpha(target, q0, pose_coupling(training_attributes(cfg, generator, regressor), layout), layout)
 
 
 def latent_metric(cfg: DictConfig, generator: Generator) -> torch.Tensor | None:
     """The linear editor's metric for ``cfg.latent_metric``: `editing.latent_prior.latent_spread` of the
     generator for ``spread``, None (raw units) for ``euclidean``."""
-    if cfg.latent_metric not in LATENT_METRICS:
-        raise UserError(f"latent_metric must be one of {', '.join(LATENT_METRICS)}, got {cfg.latent_metric!r}")
-    if cfg.latent_metric == "euclidean":
+    if choice(cfg, "latent_metric") == "euclidean":
         return None
     return latent_spread(generator, cfg.latent_space, float(cfg.truncation_psi))
 
@@ -92,8 +99,7 @@ def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, la
     `latent_metric`. Returns a LinearEdit or GradientEdit."""
     editor = instantiate(cfg.edit)
     parameters = inspect.signature(editor).parameters
-    metric = latent_metric(cfg, generator)  # checks cfg.latent_metric whichever editor runs
-    runtime: dict[str, Any] = {"metric": metric} if "metric" in parameters else {}
+    runtime: dict[str, Any] = {"metric": latent_metric(cfg, generator)} if "metric" in parameters else {}
     if "generator" in parameters and "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0:
         runtime.update(generator=generator, identity=build(cfg.identity, "identity network"))
     return editor(regressor, latent0.to(regressor.nrsfm.q_mean.dtype), target, **runtime)

@@ -113,3 +113,5 @@ def test_bad_faces_fail_before_the_pipeline_builds_anything(tmp_path, monkeypatc
     cfg = command_config("transfer", tmp_path, "null", f"source={tmp_path / 'missing.npz'}", "target=2")
     with pytest.raises(UserError, match="missing.npz not found"):
         transfer.run(cfg)
+    with pytest.raises(UserError, match="hold_alpha must be one of fixed, coupled, got 'loose'"):
+        transfer.run(command_config("transfer", tmp_path, "null", "hold_alpha=loose"))
