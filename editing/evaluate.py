@@ -82,6 +82,7 @@ from editing.session import hold_alpha, latent_metric, load_generator, load_regr
 from nrsfm.errors import UserError, exit_on_user_error
 from nrsfm.fit_q import fit_q
 from nrsfm.model import NRSfMModel
+from nrsfm.plot import save_png_atomic
 from nrsfm.sample import build
 from regressor.module import landmark_squared_error
 from regressor.report import landmark_distances, nme_normaliser
@@ -268,11 +269,7 @@ def plot_rotation_changes(changes: dict[str, RotationChange], path: Path) -> Pat
         for axes in (scatter, errors):
             axes.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png", dpi=80)
-    tmp.replace(path)
-    return path
+    return save_png_atomic(figure, path)
 
 
 def rotation_rows(changes: dict[str, RotationChange], first_seed: int) -> tuple[list[str], list[list[Any]]]:

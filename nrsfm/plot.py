@@ -42,11 +42,17 @@ def plot_model(model: NRSfMModel, path: str | Path, num_columns: int = 4) -> Non
                     offset[:, axes_index[0]], offset[:, axes_index[1]],
                     angles="xy", scale_units="xy", scale=1.0, color="tab:red", width=0.004)
     figure.tight_layout()
+    save_png_atomic(figure, path)
+
+
+def save_png_atomic(figure: Figure, path: str | Path, dpi: int = 80) -> Path:
+    """Write `figure` as a PNG to a temporary file next to `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png", dpi=80)
+    figure.savefig(tmp, format="png", dpi=dpi)
     tmp.replace(path)
+    return path
 
 
 def _scatter(axes, shape: np.ndarray, axes_index: tuple[int, int], title: str) -> None:

@@ -27,6 +27,7 @@ import torch
 from matplotlib.figure import Figure
 
 from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
+from nrsfm.plot import save_png_atomic
 from nrsfm.shapes import check_shape
 from regressor.data import RegressionData
 from regressor.export import AttributeRegressor
@@ -176,10 +177,7 @@ def plot_report(regressor: AttributeRegressor, data: RegressionData, report: dic
     axis.legend()
     axis.set(title=f"worst test face (seed {int(data.seeds[rows[worst]])}, {float(errors[worst]):.3g} {unit})")
     figure.suptitle(f"L_L(w) = {report['landmark_loss']:.3e}, NME = {report['nme']:.4f}")
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(tmp, dpi=100)
-    tmp.replace(path)
+    save_png_atomic(figure, path, dpi=100)
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:
