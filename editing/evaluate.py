@@ -26,7 +26,7 @@ squared 2D distance (`regressor.module.landmark_squared_error`, the training los
   descriptor by default; the paper uses ArcFace). The identity network runs with
   ``on_missing=centre`` so that one face it cannot find does not stop the evaluation.
 - rotation on the image: q of the original and of the edited image fitted to their detected landmarks
-  (`nrsfm.fit_q`), achieved = the change of its angles, against the requested change, in the model's
+  (`nrsfm.fit_q`, once per image, `Observation.q`), achieved = the change of its angles, against the requested change, in the model's
   degrees: does the image turn as far as the model asked (L_R's question for the angles alone).
 Each landmark metric is also given in px^2 at the render size, as the mean 2D error in px, and as
 NME (mean 2D error over the inter-ocular distance of the detected outer eye corners 36, 45; for
@@ -100,23 +100,34 @@ class Observation:
         found: (B,) bool.
         embedding: (B, E) identity embeddings.
         truth: ground truth of the generator (rotation_deg (B, 3), expression (B, E), identity (B, I)) or None.
+        q: (B, D) q the image shows, `image_attributes` of the landmarks (NaN rows where not found).
     """
 
     landmarks: torch.Tensor
     found: torch.Tensor
     embedding: torch.Tensor
     truth: dict[str, torch.Tensor] | None
+    q: torch.Tensor
 
 
-def observe(generator, detector, identity, latents: torch.Tensor, latent_space: str, truncation_psi: float,
+def image_attributes(model: NRSfMModel, landmarks: torch.Tensor, found: torch.Tensor, q_init: torch.Tensor) -> torch.Tensor:
+    """`nrsfm.fit_q` of the found faces' landmarks (B, L, 2), warm-started from q_init (B, D); NaN rows elsewhere."""
+    q = torch.full_like(q_init, math.nan)
+    if found.any():
+        q[found] = fit_q(model, landmarks[found].to(q_init), q_init=q_init[found]).to(q)
+    return q
+
+
+def observe(generator, detector, identity, regressor, latents: torch.Tensor, truncation_psi: float,
             batch_size: int, label: str) -> Observation:
-    """Render latents (B, *S) in chunks, detect landmarks, embed identities and read the truth."""
+    """Render latents (B, *S) in chunks, detect landmarks, embed identities, read the truth and fit the
+    q each image shows (warm-started from phi)."""
     parts: dict[str, list] = {"landmarks": [], "found": [], "embedding": [], "truth": []}
     size = float(generator.img_resolution)
     has_truth = callable(getattr(generator, "ground_truth", None))
     with torch.no_grad():
         for chunk in tqdm(latents.split(batch_size), desc=f"render + detect ({label})", unit="batch", leave=False):
-            ws = generator.to_ws(chunk, latent_space, truncation_psi)
+            ws = generator.to_ws(chunk, regressor.latent_space, truncation_psi)
             images = generator.synthesis(ws)
             detections = detector.detect(images)
             parts["landmarks"].append(detections.landmarks / size)
@@ -126,7 +137,10 @@ def observe(generator, detector, identity, latents: torch.Tensor, latent_space: 
                 truth = generator.ground_truth(ws)
                 parts["truth"].append({key: truth[key].float() for key in ("rotation_deg", "expression", "identity")})
     truth = {key: torch.cat([t[key] for t in parts["truth"]]) for key in parts["truth"][0]} if has_truth else None
-    return Observation(torch.cat(parts["landmarks"]), torch.cat(parts["found"]), torch.cat(parts["embedding"]), truth)
+    landmarks, found = torch.cat(parts["landmarks"]), torch.cat(parts["found"])
+    with torch.no_grad():
+        q = image_attributes(regressor.nrsfm, landmarks, found, regressor(latents))
+    return Observation(landmarks, found, torch.cat(parts["embedding"]), truth, q)
 
 
 def evaluation_target(q0: torch.Tensor, cfg: DictConfig, model: NRSfMModel) -> EditTarget:
@@ -202,8 +216,8 @@ class RotationChange:
     Attributes:
         index: (B,) positions of these faces among the evaluated ones (face i is seed ``seed + i``).
         requested: (B, 3) target minus phi(w0).
-        on_image: (B, 3) as the detector and the NRSfM model see it: `nrsfm.fit_q` on the detected
-            landmarks of the edit minus the same for the original (warm-started from phi), model degrees.
+        on_image: (B, 3) as the detector and the NRSfM model see it: the angles of the edit's
+            `Observation.q` minus the original's, model degrees.
         true: (B, 3) the generator's truth (wrapped to +-180), or None.
     """
 
@@ -213,16 +227,13 @@ class RotationChange:
     true: torch.Tensor | None
 
 
-def rotation_change(model: NRSfMModel, q0: torch.Tensor, q_edit: torch.Tensor, target_q: torch.Tensor,
+def rotation_change(model: NRSfMModel, q0: torch.Tensor, target_q: torch.Tensor,
                     original: Observation, edited: Observation) -> RotationChange:
-    """The RotationChange of B edited faces: q0, q_edit, target_q (B, D), both observations of the B faces."""
+    """The RotationChange of B edited faces: q0 = phi(w0) and target_q (B, D), both observations of the B faces."""
     both = original.found & edited.found
     angles = model.layout.rotation
     requested = torch.rad2deg(target_q.to(q0)[both, angles] - q0[both, angles])
-    on_image = torch.empty_like(requested)  # (0, 3) when no face was found in both
-    if both.any():
-        on_image = torch.rad2deg(fit_q(model, edited.landmarks[both].to(q_edit), q_init=q_edit[both])[:, angles]
-                                 - fit_q(model, original.landmarks[both].to(q0), q_init=q0[both])[:, angles])
+    on_image = torch.rad2deg(edited.q[both, angles] - original.q[both, angles]).to(requested)
     true = None
     if original.truth is not None and edited.truth is not None:
         true = true_rotation_change(original.truth, edited.truth)[both].to(requested)
@@ -317,7 +328,7 @@ def edit_and_observe(method: str, cfg: DictConfig, models: dict[str, Any], laten
     latent = run_editor(method, cfg, generator, identity, regressor, latent0, target, models["latent_metric"])
     if not torch.isfinite(latent).all():
         raise UserError(f"{method} editing diverged (non-finite latents); lower its step size or add damping")
-    return latent, observe(generator, detector, identity, latent, regressor.latent_space, float(cfg.truncation_psi),
+    return latent, observe(generator, detector, identity, regressor, latent, float(cfg.truncation_psi),
                            int(cfg.batch_size), method)
 
 
@@ -345,7 +356,7 @@ def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.
     metrics["L_phi [std^2]"] = float(phi_error.mean())
     metrics.update(landmark_metrics("L_R", requested[both], edited.landmarks[both], size))
     metrics["L_ID"] = float(identity.distance(edited.embedding, original.embedding).mean()) if identity.embedding_dim > 0 else math.nan
-    change = rotation_change(model, q0, q_edit, target.q, original, edited)
+    change = rotation_change(model, q0, target.q, original, edited)
     metrics.update(image_rotation_metrics(change))
     if original.truth is not None and edited.truth is not None:
         requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
@@ -420,7 +431,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with torch.no_grad():
         q0 = regressor(latent0)
     target = hold_alpha(cfg, generator, regressor, q0, evaluation_target(q0, cfg, regressor.nrsfm))
-    original = observe(generator, detector, identity, latent0, regressor.latent_space, float(cfg.truncation_psi),
+    original = observe(generator, detector, identity, regressor, latent0, float(cfg.truncation_psi),
                        int(cfg.batch_size), "originals")
     results: dict[str, dict[str, float]] = {}
     edits, changes = {}, {}
@@ -474,7 +485,7 @@ def _first(item, n: int):
     if isinstance(item, EditTarget):
         return EditTarget(item.q[:n], item.mask, item.constrained)
     truth = {k: v[:n] for k, v in item.truth.items()} if item.truth is not None else None
-    return Observation(item.landmarks[:n], item.found[:n], item.embedding[:n], truth)
+    return Observation(item.landmarks[:n], item.found[:n], item.embedding[:n], truth, item.q[:n])
 
 
 def _slope(y: torch.Tensor, x: torch.Tensor) -> float:

@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
 from editing import evaluate
-from editing.evaluate import (Observation, RotationChange, evaluation_target, image_rotation_metrics, landmark_metrics,
-                              rotation_change, truth_metrics)
+from editing.evaluate import (Observation, RotationChange, evaluation_target, image_attributes, image_rotation_metrics,
+                              landmark_metrics, rotation_change, truth_metrics)
 from editing_standins import random_nrsfm
 from nrsfm.errors import UserError
 
@@ -45,9 +45,12 @@ def test_rotation_on_the_image_is_the_turn_the_landmarks_show():
     target[:, yaw] += math.radians(12.0)  # 12 were asked for
     found = torch.tensor([True, True, True, True, True, False])
     truth = lambda yaw_deg: {"rotation_deg": torch.tensor([[0.0, yaw_deg, 0.0]]).repeat(6, 1)}  # noqa: E731
-    original = Observation(model(q0).float(), found, torch.zeros(6, 1), truth(0.0))
-    edited = Observation(model(turned).float(), torch.ones(6, dtype=torch.bool), torch.zeros(6, 1), truth(15.0))
-    change = rotation_change(model, q0, q0, target, original, edited)
+    everywhere = torch.ones(6, dtype=torch.bool)
+    original = Observation(model(q0).float(), found, torch.zeros(6, 1), truth(0.0), image_attributes(model, model(q0).float(), found, q0))
+    edited = Observation(model(turned).float(), everywhere, torch.zeros(6, 1), truth(15.0),
+                         image_attributes(model, model(turned).float(), everywhere, q0))
+    assert original.q[5].isnan().all() and not original.q[:5].isnan().any()
+    change = rotation_change(model, q0, target, original, edited)
     assert change.requested.shape == change.on_image.shape == change.true.shape == (5, 3)  # face 5 was not found
     metrics = image_rotation_metrics(change)
     assert metrics["yaw on the image, median |achieved - requested| [model deg]"] == pytest.approx(2.0, abs=1e-3)
