@@ -73,22 +73,26 @@ class FaceMesh:
     texture: torch.Tensor
 
 
-def build_face_mesh(grid_spacing: float = 0.17, seed: int = 0) -> FaceMesh:
+def build_face_mesh(grid_spacing: float = 0.17, seed: int = 0, head_depth: float = 1.15, head_roundness: float = 3.5) -> FaceMesh:
     """Build the head mesh from the portrait.
 
     Args:
         grid_spacing: distance between interior grid vertices in inter-ocular units (0.05..0.5).
         seed: seed of the two random identity fields.
+        head_depth: depth of the head's front below its outline, in inter-ocular units (0.5..3).
+        head_roundness: superellipse exponent of the head's profile (1.5..6): 2 is an ellipsoid,
+            larger is flatter in front and steeper at the outline.
     """
-    if not 0.05 <= grid_spacing <= 0.5:
-        raise ValueError(f"grid_spacing must lie in [0.05, 0.5] inter-ocular units, got {grid_spacing}")
+    for label, value, low, high in (("grid_spacing", grid_spacing, 0.05, 0.5), ("head_depth", head_depth, 0.5, 3.0), ("head_roundness", head_roundness, 1.5, 6.0)):
+        if not low <= value <= high:
+            raise ValueError(f"{label} must lie in [{low}, {high}], got {value}")
     photo = portrait_image()
     pixels = portrait_landmarks()
     to_face, to_pixels = _face_frame(pixels)
     landmarks = to_face(pixels)
     points_2d, outline = _mesh_points(landmarks, grid_spacing)
     faces = _triangulate(points_2d, outline)
-    depth = _depth_profile(points_2d, landmarks)
+    depth = _depth_profile(points_2d, landmarks, head_depth, head_roundness)
     vertices = np.concatenate([points_2d, depth[:, None]], axis=1)
     photo_size = np.array([photo.shape[1], photo.shape[0]], dtype=np.float64)
     uv = to_pixels(points_2d) / (photo_size - 1.0) * 2.0 - 1.0
@@ -218,14 +222,14 @@ def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def _depth_profile(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Authored depth (V,) in face units, negative toward the camera."""
+def _depth_profile(points: np.ndarray, landmarks: np.ndarray, head_depth: float, roundness: float) -> np.ndarray:
+    """Authored depth (V,) in face units, negative toward the camera: a superellipsoid head of depth
+    `head_depth` and exponent `roundness` plus the features."""
     cx, cy, ax, ay = HEAD_ELLIPSE
     _, left, right = _head_outline(landmarks)
     centre_x, half_width = _outline_half_width(points[:, 1], left, right)
     radius = np.hypot((points[:, 0] - centre_x) / half_width, (points[:, 1] - cy) / ay).clip(0.0, 1.0)
-    exponent = 3.5
-    depth = -1.15 * (1.0 - radius**exponent) ** (1.0 / exponent)
+    depth = -head_depth * (1.0 - radius**roundness) ** (1.0 / roundness)
     bridge, tip, base = landmarks[27], landmarks[30], landmarks[33]
     nose = np.zeros(len(points))
     for t in np.linspace(0.0, 1.0, 24):

@@ -39,6 +39,7 @@ class SyntheticGenerator(Generator):
         num_mapping_layers: depth of the z -> w mapping network.
         decoder_hidden: width of the per-row scene heads.
         grid_spacing: mesh density in inter-ocular units (smaller is denser and slower).
+        head_depth, head_roundness: the head's depth and profile exponent (`face_model.build_face_mesh`).
         seed: seeds every fixed random weight; the same seed gives the same generator.
     """
 
@@ -53,6 +54,8 @@ class SyntheticGenerator(Generator):
         decoder_hidden: int = 64,
         grid_spacing: float = 0.17,
         seed: int = 0,
+        head_depth: float = 1.15,
+        head_roundness: float = 3.5,
     ):
         super().__init__()
         for label, value, low, high in (
@@ -66,7 +69,7 @@ class SyntheticGenerator(Generator):
         weights = torch.Generator().manual_seed(int(seed))
         self.mapping_network = MappingNetwork(z_dim, w_dim, num_mapping_layers, weights)
         self.decoder = SceneDecoder(w_dim, decoder_hidden, weights)
-        mesh = build_face_mesh(grid_spacing=grid_spacing, seed=seed)
+        mesh = build_face_mesh(grid_spacing=grid_spacing, seed=seed, head_depth=head_depth, head_roundness=head_roundness)
         for key in ("vertices", "faces", "uv", "identity_basis", "expression_basis", "texture"):
             self.register_buffer(key, getattr(mesh, key))
         self.register_buffer("region_weights", torch.stack([mesh.skin_weight, mesh.hair_weight], -1))
@@ -163,7 +166,7 @@ class SyntheticGenerator(Generator):
 def build_synthetic_generator(**options) -> SyntheticGenerator:
     """Hydra target of `conf/generator/synthetic.yaml`: a ready, frozen generator. `name` must be
     "synthetic"; unknown option names raise a one-line ValueError listing the known ones."""
-    known = ("name", "img_resolution", "z_dim", "w_dim", "num_mapping_layers", "decoder_hidden", "grid_spacing", "seed")
+    known = ("name", "img_resolution", "z_dim", "w_dim", "num_mapping_layers", "decoder_hidden", "grid_spacing", "seed", "head_depth", "head_roundness")
     name = options.pop("name", SyntheticGenerator.name)
     if name != SyntheticGenerator.name:
         raise ValueError(f"generator.name must be {SyntheticGenerator.name!r} for this generator, got {name!r}")

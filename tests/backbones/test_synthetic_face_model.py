@@ -41,6 +41,17 @@ def test_depth_profile_nose_forward_eyes_back(mesh):
     assert nose_tip < eye_centre - 0.2 and eye_centre < lower_jaw < 0
 
 
+def test_head_shape_options_change_only_the_depth(mesh):
+    deeper = build_face_mesh(head_depth=2.0, head_roundness=2.0)
+    torch.testing.assert_close(deeper.vertices[:, :2], mesh.vertices[:, :2])
+    nose_and_eyes = slice(27, 48)
+    assert (deeper.vertices[nose_and_eyes, 2] < mesh.vertices[nose_and_eyes, 2] - 0.5).all()
+    with pytest.raises(ValueError, match="head_roundness"):
+        build_face_mesh(head_roundness=1.0)
+    with pytest.raises(ValueError, match="head_depth"):
+        build_face_mesh(head_depth=0.1)
+
+
 def test_expressions_move_the_right_landmarks(mesh):
     basis = mesh.expression_basis
     lids_gap = lambda v: (v[[40, 41, 46, 47], 1].mean() - v[[37, 38, 43, 44], 1].mean())  # noqa: E731
