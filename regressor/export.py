@@ -23,7 +23,7 @@ from nrsfm.model import NRSfMModel
 from nrsfm.shapes import check_shape
 from regressor.mlp import AttributeMLP
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the MLP is an ensemble (`members`)
 NRSFM_ARRAYS = ("mean_shape", "directions", "basis", "q_mean", "q_std")
 
 
@@ -86,7 +86,7 @@ def load_attribute_regressor(path: str | Path, map_location: str | torch.device 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
         if payload.get("format_version") != FORMAT_VERSION:
-            raise UserError(f"{path} has format version {payload.get('format_version')}, expected {FORMAT_VERSION}; re-export it with this version")
+            raise UserError(f"{path} has format version {payload.get('format_version')}, expected {FORMAT_VERSION}; {fix}")
         mlp = AttributeMLP(**payload["mlp"]["hparams"])
         mlp.load_state_dict(payload["mlp"]["state_dict"])
         arrays = payload["nrsfm"]

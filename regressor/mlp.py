@@ -4,6 +4,12 @@ Inputs are standardised per feature with buffers `input_mean`, `input_std` (D,) 
 training split, so z, w and w+ latents of any scale train with one learning rate. The output is
 q-hat; the attribute vector is q = mu + sigma * q-hat with the NRSfM model's q_mean, q_std.
 Paper setting: three hidden layers of 512 units with ReLU.
+
+With `num_members` M > 1 the MLP is a deep ensemble: M networks of that shape, initialised apart
+and trained side by side on the same batches (`forward_members`), whose mean is q-hat. Editing
+inverts phi, so it seeks out the latent directions along which phi changes fastest; where one
+network is wrong about how fast, the others rarely are in the same way, and their mean follows the
+images further (README, "How accurate are edits").
 """
 from __future__ import annotations
 
@@ -26,24 +32,20 @@ class AttributeMLP(nn.Module):
         hidden_dims: sizes of the hidden layers (paper: 512, 512, 512).
         activation: one of `ACTIVATIONS`.
         head_scale: the head's initial weights are scaled by this, so training starts near q = mu.
+        num_members: M, the networks averaged (1: a single MLP, the paper's).
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dims: Sequence[int] = (512, 512, 512),
-                 activation: str = "relu", head_scale: float = 0.1):
+                 activation: str = "relu", head_scale: float = 0.1, num_members: int = 1):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
         if in_dim < 1 or out_dim < 1 or any(int(h) < 1 for h in hidden_dims):
             raise ValueError(f"layer sizes must be positive, got in_dim={in_dim}, hidden_dims={list(hidden_dims)}, out_dim={out_dim}")
-        sizes = [in_dim, *[int(h) for h in hidden_dims]]
-        layers: list[nn.Module] = []
-        for size_in, size_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(size_in, size_out), ACTIVATIONS[activation]()]
-        head = nn.Linear(sizes[-1], out_dim)
-        with torch.no_grad():
-            head.weight.mul_(head_scale)
-            head.bias.zero_()
-        self.layers = nn.Sequential(*layers, head)
+        if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
+            raise ValueError(f"num_members must be a positive integer, got {num_members!r}")
+        sizes = [in_dim, *[int(h) for h in hidden_dims], out_dim]
+        self.members = nn.ModuleList(_network(sizes, ACTIVATIONS[activation], head_scale) for _ in range(num_members))
         self.register_buffer("input_mean", torch.zeros(in_dim))
         self.register_buffer("input_std", torch.ones(in_dim))
         self.in_dim, self.out_dim = in_dim, out_dim
@@ -58,9 +60,27 @@ class AttributeMLP(nn.Module):
 
     def hparams(self) -> dict:
         """The constructor arguments, to rebuild the network from a state dict."""
-        return {"in_dim": self.in_dim, "out_dim": self.out_dim, "hidden_dims": self.hidden_dims, "activation": self.activation}
+        return {"in_dim": self.in_dim, "out_dim": self.out_dim, "hidden_dims": self.hidden_dims,
+                "activation": self.activation, "num_members": len(self.members)}
+
+    def forward_members(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> every member's q-hat (M, B, Q)."""
+        check_shape(latent, ("B", self.in_dim), "latent")
+        standardised = (latent - self.input_mean) / self.input_std
+        return torch.stack([member(standardised) for member in self.members])
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> q-hat (B, Q)."""
-        check_shape(latent, ("B", self.in_dim), "latent")
-        return self.layers((latent - self.input_mean) / self.input_std)
+        """(B, D) -> q-hat (B, Q), the members' mean."""
+        return self.forward_members(latent).mean(0)
+
+
+def _network(sizes: Sequence[int], activation: type[nn.Module], head_scale: float) -> nn.Sequential:
+    """Linear -> activation between consecutive `sizes`, then a Linear head scaled by `head_scale`."""
+    layers: list[nn.Module] = []
+    for size_in, size_out in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(size_in, size_out), activation()]
+    head = nn.Linear(sizes[-2], sizes[-1])
+    with torch.no_grad():
+        head.weight.mul_(head_scale)
+        head.bias.zero_()
+    return nn.Sequential(*layers, head)

@@ -6,6 +6,10 @@ and detected landmarks X, both (B, L, 2) in normalised image units,
 the squared Euclidean 2D distance per landmark (x and y summed), averaged over landmarks and over
 the valid (found) samples. Logged as "{train,val,test}/landmark_loss".
 
+Each member of an ensemble (`num_members` > 1, `regressor.mlp`) is trained on its own landmark
+loss, the mean over members; validation and test report the ensemble's mean prediction, which is
+what editing uses.
+
 Optional q supervision (default off): `q_weight` times the mean squared error between phi-hat(w)
 and the factorizer's standardised q, for the first `q_epochs` epochs (None: all epochs). It can
 steady the start of training; the reported objective is always the landmark loss.
@@ -36,6 +40,7 @@ class AttributeRegressorModule(pl.LightningModule):
         nrsfm: the fitted NRSfM model (frozen; its buffers travel in checkpoints).
         latent_dim: D, the flat latent size.
         width, depth: hidden layer size and count (paper: 512, 3).
+        num_members: networks in the ensemble (1: the paper's single MLP).
         activation: hidden activation (see `regressor.mlp.ACTIVATIONS`).
         optimizer: partial optimiser taking the parameters (default Adam, lr 1e-3).
         scheduler: optional partial LR scheduler taking the optimiser; ReduceLROnPlateau monitors
@@ -44,6 +49,7 @@ class AttributeRegressorModule(pl.LightningModule):
     """
 
     def __init__(self, nrsfm: NRSfMModel, latent_dim: int, width: int = 512, depth: int = 3, activation: str = "relu",
+                 num_members: int = 1,
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, q_weight: float = 0.0, q_epochs: int | None = None):
         super().__init__()
@@ -51,7 +57,7 @@ class AttributeRegressorModule(pl.LightningModule):
         if q_weight < 0:
             raise ValueError(f"q_weight must be >= 0, got {q_weight}")
         self.nrsfm = nrsfm.float().requires_grad_(False)
-        self.net = AttributeMLP(latent_dim, nrsfm.layout.dim, [width] * depth, activation)
+        self.net = AttributeMLP(latent_dim, nrsfm.layout.dim, [width] * depth, activation, num_members=num_members)
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
         self.scheduler_factory = scheduler
         self.q_weight, self.q_epochs = float(q_weight), q_epochs
@@ -60,24 +66,28 @@ class AttributeRegressorModule(pl.LightningModule):
         """(B, D) flat latents -> q (B, 8 + K)."""
         return self.nrsfm.unstandardise(self.net(latent))
 
-    def _losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(per-sample landmark error (B,), per-sample q-hat squared error (B,))."""
-        q_hat = self.net(batch["latent"])
+    def _losses(self, batch: dict[str, torch.Tensor], per_member: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(landmark error, q-hat squared error), each (B,) per sample of the ensemble mean, or with
+        `per_member` (M * B,) per member and sample."""
+        q_hat = self.net.forward_members(batch["latent"]) if per_member else self.net(batch["latent"])[None]
+        q_hat = q_hat.flatten(0, 1)
+        repeat = len(q_hat) // len(batch["latent"])
         predicted = self.nrsfm(self.nrsfm.unstandardise(q_hat))
-        q_error = (q_hat - self.nrsfm.standardise(batch["q"])).square().mean(-1)
-        return landmark_squared_error(predicted, batch["landmarks"]), q_error
+        q_error = (q_hat - self.nrsfm.standardise(batch["q"]).repeat(repeat, 1)).square().mean(-1)
+        return landmark_squared_error(predicted, batch["landmarks"].repeat(repeat, 1, 1)), q_error
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        landmark_error, q_error = self._losses(batch)
+        landmark_error, q_error = self._losses(batch, per_member=True)
         loss = landmark_error.mean()
         if self.q_weight > 0 and (self.q_epochs is None or self.current_epoch < self.q_epochs):
             loss = loss + self.q_weight * q_error.mean()
         if not torch.isfinite(loss):
-            bad = batch["seed"][~torch.isfinite(landmark_error)][:5].tolist()
+            finite = torch.isfinite(landmark_error.view(-1, len(batch["seed"]))).all(0)
+            bad = batch["seed"][~finite][:5].tolist()
             raise UserError(f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx} "
                             f"(global step {self.global_step}; non-finite for seeds {bad}); lower regressor.optimizer.lr "
                             "or check those samples")
-        batch_size = len(landmark_error)
+        batch_size = len(batch["latent"])
         self.log("train/landmark_loss", landmark_error.mean(), prog_bar=True, batch_size=batch_size)
         self.log("train/loss", loss, batch_size=batch_size)
         return loss

@@ -9,17 +9,17 @@ from regressor.export import AttributeRegressor, load_attribute_regressor, save_
 from regressor.mlp import AttributeMLP
 
 
-def _regressor(standin, latent_space):
+def _regressor(standin, latent_space, num_members=1):
     data = load_regression_data(standin.samples, standin.nrsfm_dir, latent_space)
-    mlp = AttributeMLP(data.latents.shape[1], data.nrsfm.layout.dim, [32, 32])
+    mlp = AttributeMLP(data.latents.shape[1], data.nrsfm.layout.dim, [32, 32], num_members=num_members)
     mlp.set_input_statistics(data.latents)
     meta = {"latent_space": latent_space, "generator": "standin", "generator_checksum": "x", "landmarks": "standin68"}
     return AttributeRegressor(mlp, data.nrsfm, latent_space, data.latent_shape, meta), data
 
 
-@pytest.mark.parametrize("latent_space", ["w", "w+"])
-def test_round_trip_without_lightning(standin, tmp_path, latent_space):
-    regressor, data = _regressor(standin, latent_space)
+@pytest.mark.parametrize("latent_space, num_members", [("w", 1), ("w+", 1), ("w", 3)])
+def test_round_trip_without_lightning(standin, tmp_path, latent_space, num_members):
+    regressor, data = _regressor(standin, latent_space, num_members)
     path = save_attribute_regressor(tmp_path / "regressor.pt", regressor)
     assert not list(tmp_path.glob(".*.tmp"))
     payload = torch.load(path, weights_only=True)
@@ -33,7 +33,7 @@ def test_round_trip_without_lightning(standin, tmp_path, latent_space):
     assert loaded.landmarks(latents).shape == (7, 68, 2)
     assert loaded.latent_space == latent_space and loaded.metadata["landmarks"] == "standin68"
     assert loaded.nrsfm.metadata == data.nrsfm.metadata
-    assert not loaded.training
+    assert not loaded.training and len(loaded.mlp.members) == num_members
 
 
 def test_latent_of_wrong_shape_is_refused(standin):

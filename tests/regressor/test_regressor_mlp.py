@@ -6,11 +6,25 @@ from regressor.mlp import AttributeMLP
 
 def test_shapes_layers_and_batch_vs_single():
     mlp = AttributeMLP(16, 12, [32, 32, 32])
-    assert sum(isinstance(m, torch.nn.Linear) for m in mlp.layers) == 4
+    assert len(mlp.members) == 1 and sum(isinstance(m, torch.nn.Linear) for m in mlp.members[0]) == 4
     latent = torch.randn(5, 16)
     out = mlp(latent)
     assert out.shape == (5, 12)
     torch.testing.assert_close(mlp(latent[2:3]), out[2:3])
+
+
+def test_ensemble_is_the_mean_of_members_initialised_apart():
+    torch.manual_seed(0)
+    mlp = AttributeMLP(16, 12, [32], head_scale=1.0, num_members=3)
+    latent = torch.randn(5, 16)
+    members = mlp.forward_members(latent)
+    assert members.shape == (3, 5, 12)
+    torch.testing.assert_close(mlp(latent), members.mean(0))
+    torch.testing.assert_close(members[1], mlp.members[1](latent))  # input statistics start at 0 and 1
+    assert not torch.allclose(members[0], members[1])
+    assert mlp.hparams()["num_members"] == 3
+    with pytest.raises(ValueError, match="num_members must be a positive integer"):
+        AttributeMLP(4, 2, [8], num_members=0)
 
 
 def test_input_statistics_standardise_inputs():

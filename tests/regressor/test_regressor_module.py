@@ -42,10 +42,27 @@ def test_training_reduces_the_landmark_loss(standin):
     assert module._losses(batch)[0].mean().item() < 0.2 * first
 
 
-def test_nan_loss_names_the_batch_and_seeds(standin):
+def test_each_member_trains_on_its_own_loss_and_evaluation_scores_the_mean(standin):
+    datamodule = LatentLandmarkDataModule(standin.samples, standin.nrsfm_dir, "w")
+    data = datamodule.loaded
+    batch = datamodule.dataset("train").__getitems__(range(32))
+    torch.manual_seed(0)
+    module = AttributeRegressorModule(data.nrsfm, 16, width=8, depth=1, num_members=3)
+    per_member, _ = module._losses(batch, per_member=True)
+    assert per_member.shape == (3 * 32,)
+    for index, member in enumerate(module.net.members):
+        own = module.nrsfm(module.nrsfm.unstandardise(member((batch["latent"] - module.net.input_mean) / module.net.input_std)))
+        torch.testing.assert_close(per_member[index * 32:(index + 1) * 32], landmark_squared_error(own, batch["landmarks"]))
+    torch.testing.assert_close(module.training_step(batch, 0), per_member.mean())
+    mean_prediction = module.nrsfm(module(batch["latent"]))
+    torch.testing.assert_close(module._losses(batch)[0], landmark_squared_error(mean_prediction, batch["landmarks"]))
+
+
+@pytest.mark.parametrize("num_members", [1, 2])
+def test_nan_loss_names_the_batch_and_seeds(standin, num_members):
     datamodule = LatentLandmarkDataModule(standin.samples, standin.nrsfm_dir, "w", batch_size=64)
     data = datamodule.loaded
-    module = AttributeRegressorModule(data.nrsfm, 16, width=8, depth=1)
+    module = AttributeRegressorModule(data.nrsfm, 16, width=8, depth=1, num_members=num_members)
     batch = datamodule.dataset("train").__getitems__([0, 1, 2])
     batch["latent"][1, 3] = float("nan")
     seed = int(batch["seed"][1])
