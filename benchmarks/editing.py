@@ -6,8 +6,9 @@
     python -m benchmarks.editing --transfer generator=synthetic regressor_path=<regressor.pt>
                                                       # adds end-to-end `editing.transfer` time
 
-The regressor is a paper-sized AttributeMLP (512 -> 3 x 512 -> 8 + K, K = 12, ReLU) with random
-weights over a random NRSfM model: speed does not depend on training. Each edit asks for
+The regressor is an ensemble of `--members` paper-sized AttributeMLPs (512 -> 3 x 512 -> 8 + K,
+K = 12, ReLU; 5 as `conf/regressor/mlp.yaml`, 1 the paper's) with random weights over a random
+NRSfM model: speed does not depend on training. Each edit asks for
 delta.yaw = 10 degrees with everything else held at q0. Prints one line per measurement.
 Run it as a module (`-m`): as a script, its own name would hide the `editing` package.
 """
@@ -30,8 +31,8 @@ NUM_BASIS = 12
 NUM_LANDMARKS = 68
 
 
-def paper_sized_regressor(latent_dim: int = LATENT_DIM, num_basis: int = NUM_BASIS, seed: int = 0) -> AttributeRegressor:
-    """Random AttributeRegressor with the paper's MLP over a random NRSfM model (float32)."""
+def paper_sized_regressor(latent_dim: int = LATENT_DIM, num_basis: int = NUM_BASIS, seed: int = 0, num_members: int = 1) -> AttributeRegressor:
+    """Random AttributeRegressor with `num_members` of the paper's MLP over a random NRSfM model (float32)."""
     g = torch.Generator().manual_seed(seed)
     basis = torch.linalg.qr(torch.randn(NUM_LANDMARKS, num_basis, generator=g))[0].T
     directions = torch.nn.functional.normalize(torch.randn(num_basis, 3, generator=g), dim=-1)
@@ -40,7 +41,7 @@ def paper_sized_regressor(latent_dim: int = LATENT_DIM, num_basis: int = NUM_BAS
     q_mean[[0, 2]] = 1.0
     nrsfm = NRSfMModel(0.3 * torch.randn(NUM_LANDMARKS, 3, generator=g), directions, basis, q_mean, torch.full((q_dim,), 0.3))
     torch.manual_seed(seed)
-    mlp = AttributeMLP(latent_dim, q_dim, head_scale=1.0)
+    mlp = AttributeMLP(latent_dim, q_dim, head_scale=1.0, num_members=num_members)
     return AttributeRegressor(mlp, nrsfm, "w", (latent_dim,)).eval().requires_grad_(False)
 
 
@@ -75,13 +76,13 @@ def benchmark_gradient(regressor: AttributeRegressor, batch_sizes: list[int], nu
         print(f"gradient batch={batch:4d} steps={num_steps}: {elapsed:.2f} s per batch (regressor only, lambda_id=0, excluding G)")
 
 
-def benchmark_gradient_through_generator(batch: int, num_steps: int, resolution: int) -> None:
+def benchmark_gradient_through_generator(batch: int, num_steps: int, resolution: int, num_members: int) -> None:
     from backbones.identity.dlib_identity import DlibIdentity
     from backbones.synthetic.generator import SyntheticGenerator
 
     generator = SyntheticGenerator(img_resolution=resolution).freeze()
     identity = DlibIdentity(on_missing="centre")
-    regressor = paper_sized_regressor(latent_dim=generator.w_dim)
+    regressor = paper_sized_regressor(latent_dim=generator.w_dim, num_members=num_members)
     latents = generator.mapping(generator.z_from_seeds(range(batch)))[:, 0]
     target = edit_target(regressor(latents), {"delta.yaw": 10}, regressor.nrsfm)
     start = time.perf_counter()
@@ -114,18 +115,19 @@ def main() -> None:
     parser.add_argument("--generator-batch", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--transfer", nargs="*", default=None, help="overrides for conf/transfer.yaml; times editing.transfer")
+    parser.add_argument("--members", type=int, default=5, help="MLPs in the regressor ensemble (1: the paper's single MLP)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is steadier on a shared machine")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    regressor = paper_sized_regressor()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.members} regressor member(s)")
+    regressor = paper_sized_regressor(num_members=args.members)
     benchmark_linear(regressor, args.batch_sizes, args.repeats)
     if args.gradient_steps > 0:
         benchmark_gradient(regressor, args.batch_sizes, args.gradient_steps)
     if args.generator_steps > 0:
-        benchmark_gradient_through_generator(args.generator_batch, args.generator_steps, args.resolution)
+        benchmark_gradient_through_generator(args.generator_batch, args.generator_steps, args.resolution, args.members)
     if args.transfer is not None:
         benchmark_transfer(args.transfer)
 

@@ -42,7 +42,8 @@ def test_gradient_edit_command(tmp_path, regressor_path):
 
 
 def test_transfer_command_moves_parts(tmp_path, regressor_path):
-    cfg = command_config("transfer", tmp_path, regressor_path, "source=1", "target=[2,5]", "parts=[rotation]", "edit.num_steps=6", "edit.damping=0")
+    cfg = command_config("transfer", tmp_path, regressor_path, "source=1", "target=[2,5]", "parts=[rotation]", "hold_alpha=fixed",
+                         "edit.num_steps=6", "edit.damping=0")
     result = transfer.run(cfg)
     with np.load(result["latents"]) as data:
         np.testing.assert_allclose(data["q_edit"][:, 3:6], data["q_target"][:, 3:6], atol=1e-3)
