@@ -40,8 +40,8 @@ class AttributeRegressorModule(pl.LightningModule):
         nrsfm: the fitted NRSfM model (frozen; its buffers travel in checkpoints).
         latent_dim: D, the flat latent size.
         width, depth: hidden layer size and count (paper: 512, 3).
-        num_members: networks in the ensemble (1: the paper's single MLP).
         activation: hidden activation (see `regressor.mlp.ACTIVATIONS`).
+        num_members: networks in the ensemble (1: the paper's single MLP).
         optimizer: partial optimiser taking the parameters (default Adam, lr 1e-3).
         scheduler: optional partial LR scheduler taking the optimiser; ReduceLROnPlateau monitors
             "val/landmark_loss".
