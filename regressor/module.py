@@ -69,12 +69,12 @@ class AttributeRegressorModule(pl.LightningModule):
     def _losses(self, batch: dict[str, torch.Tensor], per_member: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(landmark error, q-hat squared error), each (B,) per sample of the ensemble mean, or with
         `per_member` (M * B,) per member and sample."""
-        q_hat = self.net.forward_members(batch["latent"]) if per_member else self.net(batch["latent"])[None]
+        q_hat = self.net.forward_members(batch["latent"]) if per_member else self.net(batch["latent"])[None]  # (M, B, Q)
+        num_predictions = q_hat.shape[0]
         q_hat = q_hat.flatten(0, 1)
-        repeat = len(q_hat) // len(batch["latent"])
         predicted = self.nrsfm(self.nrsfm.unstandardise(q_hat))
-        q_error = (q_hat - self.nrsfm.standardise(batch["q"]).repeat(repeat, 1)).square().mean(-1)
-        return landmark_squared_error(predicted, batch["landmarks"].repeat(repeat, 1, 1)), q_error
+        q_error = (q_hat - self.nrsfm.standardise(batch["q"]).repeat(num_predictions, 1)).square().mean(-1)
+        return landmark_squared_error(predicted, batch["landmarks"].repeat(num_predictions, 1, 1)), q_error
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         landmark_error, q_error = self._losses(batch, per_member=True)
