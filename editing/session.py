@@ -9,6 +9,7 @@ A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) h
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -62,8 +63,15 @@ def choice(cfg: DictConfig, key: str) -> str:
 
 
 def training_attributes(cfg: DictConfig, generator: Generator, regressor: nn.Module) -> torch.Tensor:
-    """phi of the training seeds (``pipeline.seed``, ``pipeline.num_samples``): (N, 8 + K) reference attributes."""
-    return attribute_sample(generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed))
+    """phi of the training seeds (``pipeline.seed``, ``pipeline.num_samples``): (N, 8 + K) reference attributes,
+    computed once for the latest generator and regressor (an edit that names a preset under the coupled
+    hold asks twice). Read-only."""
+    return _training_attributes(generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed))
+
+
+@functools.lru_cache(maxsize=1)
+def _training_attributes(generator: Generator, regressor: nn.Module, truncation_psi: float, num_samples: int, seed: int) -> torch.Tensor:
+    return attribute_sample(generator, regressor, truncation_psi, num_samples, seed)
 
 
 def expression_directions(cfg: DictConfig, generator: Generator, regressor: nn.Module,

@@ -35,6 +35,22 @@ def test_edit_command_writes_outputs_and_reaches_target(tmp_path, regressor_path
     assert "wrote side_by_side" in capsys.readouterr().out
 
 
+def test_training_attributes_are_sampled_once_per_generator_and_regressor(tmp_path, regressor_path, monkeypatch):
+    from editing import session
+
+    calls = []
+    sample_once = session.attribute_sample
+    monkeypatch.setattr(session, "attribute_sample", lambda *args: calls.append(args) or sample_once(*args))
+    session._training_attributes.cache_clear()
+    cfg = command_config("edit", tmp_path, regressor_path, "pipeline.num_samples=300")
+    generator = session.load_generator(cfg)
+    regressor = session.load_regressor(cfg, generator)
+    first = session.training_attributes(cfg, generator, regressor)
+    assert session.training_attributes(cfg, generator, regressor) is first and len(calls) == 1  # presets and the coupled hold share it
+    session.training_attributes(cfg, generator, session.load_regressor(cfg, generator))
+    assert len(calls) == 2
+
+
 def test_gradient_edit_command(tmp_path, regressor_path):
     cfg = command_config("edit", tmp_path, regressor_path, "faces=3", "yaw=0", "edit=gradient", "identity=none",
                          "edit.num_steps=200", "edit.learning_rate=0.02")
