@@ -51,7 +51,10 @@ from nrsfm.errors import UserError, exit_on_user_error
 FORMAT_VERSION = 1
 VERSIONED_PACKAGES = ("rankone-edit", "torch", "numpy", "h5py", "dlib-bin", "mediapipe")
 # Config entries that change the stored data (or its chunking); the rest (out, num_workers, ...) do not.
-DATA_KEYS = ("generator", "landmarks", "num_samples", "seed", "shard", "num_shards", "truncation_psi", "noise_mode", "save_ws", "batch_size", "chunk_size")
+DATA_KEYS = ("generator", "landmarks", "num_samples", "seed", "shard", "num_shards", "truncation_psi", "noise_mode", "save_ws",
+             "style_mixing", "batch_size", "chunk_size")
+# Keys left out of the data config (and so of the cache hash) at this value: datasets made before the key existed keep their names.
+DATA_KEY_DEFAULTS = {"style_mixing": 0.0}
 OUTER_EYE_CORNERS = (36, 45)
 PREVIEW_GRID = 4
 
@@ -79,13 +82,13 @@ def shard_seed_range(seed: int, num_samples: int, shard: int, num_shards: int) -
 def data_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config entries that determine the dataset (see DATA_KEYS)."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    return {key: container[key] for key in DATA_KEYS}
+    return {key: container[key] for key in DATA_KEYS if key not in DATA_KEY_DEFAULTS or container[key] != DATA_KEY_DEFAULTS[key]}
 
 
 def default_dataset_path(cfg: DictConfig, generator=None) -> Path:
     """Where `cfg` (a sample config) writes its dataset when ``out`` is null.
 
-    ``<work_dir>/samples/<generator>-<checksum>/<detector>/n<N>-seed<S>-psi<psi>-r<res>[-ws][-shard<s>of<n>]-<hash>/samples.h5``
+    ``<work_dir>/samples/<generator>-<checksum>/<detector>/n<N>-seed<S>-psi<psi>-r<res>[-ws][-mix<p>][-shard<s>of<n>]-<hash>/samples.h5``
     where <hash> covers every other data-changing setting (detector options, batch and chunk size).
     Pass an already built `generator` to avoid building it again.
     """
@@ -93,6 +96,7 @@ def default_dataset_path(cfg: DictConfig, generator=None) -> Path:
     detector_name = get_class(cfg.landmarks._target_).name
     tag = f"n{cfg.num_samples}-seed{cfg.seed}-psi{float(cfg.truncation_psi):g}-r{generator.img_resolution}"
     tag += "-ws" if cfg.save_ws else ""
+    tag += f"-mix{float(cfg.style_mixing):g}" if cfg.style_mixing else ""
     tag += f"-shard{cfg.shard}of{cfg.num_shards}" if cfg.num_shards > 1 else ""
     digest = hashlib.sha256(json.dumps(data_config(cfg), sort_keys=True).encode()).hexdigest()[:8]
     return Path(cfg.paths.work_dir) / "samples" / f"{generator.name}-{generator.checksum()}" / detector_name / f"{tag}-{digest}" / "samples.h5"
@@ -120,9 +124,10 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def dataset_metadata(generator, detector, seed_start: int, num_samples: int, truncation_psi: float, noise_mode: str, save_ws: bool, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``metadata`` attribute of a dataset (also the fingerprint of its chunks)."""
-    return {
+def dataset_metadata(generator, detector, seed_start: int, num_samples: int, truncation_psi: float, noise_mode: str, save_ws: bool,
+                     style_mixing: float, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``metadata`` attribute of a dataset (also the fingerprint of its chunks); ``style_mixing`` only when it is used."""
+    metadata = {
         "format_version": FORMAT_VERSION,
         "generator": generator.name,
         "generator_checksum": generator.checksum(),
@@ -138,6 +143,7 @@ def dataset_metadata(generator, detector, seed_start: int, num_samples: int, tru
         "versions": package_versions(),
         "config": dict(config),
     }
+    return {**metadata, "style_mixing": float(style_mixing)} if style_mixing else metadata
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,13 +222,34 @@ class BatchRunner:
 
 
 # ---------------------------------------------------------------------------------------------
-def render_batch(generator, seeds: np.ndarray, truncation_psi: float, save_ws: bool, noise_mode: str = "const") -> tuple[dict[str, np.ndarray], torch.Tensor]:
-    """Seeds (B,) -> (rows without detections: seeds, z (B, z_dim), w (B, w_dim)[, ws][, truth.*]; images (B, 3, R, R))."""
+def mix_styles(generator, seeds: np.ndarray, ws: torch.Tensor, truncation_psi: float, probability: float) -> torch.Tensor:
+    """StyleGAN's style mixing, per row: ws (B, num_ws, w_dim) of seeds (B,) -> a copy in which each row,
+    independently with `probability`, holds the w of a partner latent instead. The partner z and the
+    rows it takes continue the seed's own random stream (after its z), so a seed always gets the same mix."""
+    if probability == 0:
+        return ws
+    partner_z, take = [], []
+    for seed in seeds:
+        stream = np.random.RandomState(int(seed))
+        stream.randn(generator.z_dim)  # the seed's own z
+        partner_z.append(stream.randn(generator.z_dim))
+        take.append(stream.random_sample(generator.num_ws) < probability)
+    partner_ws = generator.mapping(torch.from_numpy(np.stack(partner_z).astype(np.float32)).to(ws.device), truncation_psi)
+    return torch.where(torch.from_numpy(np.stack(take))[..., None].to(ws.device), partner_ws, ws)
+
+
+def render_batch(generator, seeds: np.ndarray, truncation_psi: float, save_ws: bool, noise_mode: str = "const",
+                 style_mixing: float = 0.0) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+    """Seeds (B,) -> (rows without detections: seeds, z (B, z_dim), w (B, w_dim)[, ws][, truth.*]; images (B, 3, R, R)).
+
+    With `style_mixing` > 0 the images come from `mix_styles`; z and w are then the seed's own
+    (unmixed) latents and only ws (which `save_ws` must keep) describes the image."""
     with torch.no_grad():
         z = generator.z_from_seeds(seeds)
-        ws = generator.mapping(z, truncation_psi)
+        own_ws = generator.mapping(z, truncation_psi)
+        ws = mix_styles(generator, seeds, own_ws, truncation_psi, style_mixing)
         images = generator.synthesis(ws, noise_mode=noise_mode)
-        rows = {"seeds": seeds.astype(np.int64), "z": z.cpu().numpy(), "w": ws[:, 0].cpu().numpy()}
+        rows = {"seeds": seeds.astype(np.int64), "z": z.cpu().numpy(), "w": own_ws[:, 0].cpu().numpy()}
         if save_ws:
             rows["ws"] = ws.cpu().numpy()
         if callable(getattr(generator, "ground_truth", None)):
@@ -266,6 +293,7 @@ def sample_dataset(
     truncation_psi: float = 1.0,
     noise_mode: str = "const",
     save_ws: bool = False,
+    style_mixing: float = 0.0,
     batch_size: int = 16,
     chunk_size: int = 500,
     num_workers: int = 2,
@@ -283,6 +311,8 @@ def sample_dataset(
         num_workers: spawned worker processes (0: everything in this process).
         render_in_workers: workers render and detect (CPU generators); False: this process renders
             and the workers only detect (a GPU generator).
+        style_mixing: probability that a row of ws comes from a partner latent (`mix_styles`); needs
+            `save_ws`, since only ws then describes the images.
         config: the data-changing settings to record in the metadata.
         on_chunk_written: called with the chunk index after each chunk is safely on disk.
     Returns:
@@ -290,8 +320,12 @@ def sample_dataset(
     """
     if batch_size < 1 or chunk_size < 1 or num_workers < 0:
         raise ValueError(f"need batch_size >= 1, chunk_size >= 1, num_workers >= 0; got {batch_size}, {chunk_size}, {num_workers}")
+    if not 0.0 <= style_mixing <= 1.0:
+        raise UserError(f"style_mixing is a probability in [0, 1], got {style_mixing}")
+    if style_mixing > 0 and not save_ws:
+        raise UserError("style_mixing > 0 mixes the rows of ws, so only ws describes the images; add save_ws=true")
     out = Path(out)
-    metadata = dataset_metadata(generator, detector, seed_start, num_samples, truncation_psi, noise_mode, save_ws, config or {})
+    metadata = dataset_metadata(generator, detector, seed_start, num_samples, truncation_psi, noise_mode, save_ws, style_mixing, config or {})
     fingerprint = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
     if out.exists():
         if read_metadata(out) == metadata:
@@ -310,7 +344,7 @@ def sample_dataset(
     done = num_samples - sum(chunk.stop - chunk.start for chunk in todo)
     bar = tqdm(total=num_samples, initial=done, unit="img", desc=f"sampling {detector.name}", disable=not progress, dynamic_ncols=True)
     num_workers = num_workers if todo and (num_workers == 0 or can_spawn_workers()) else 0
-    runner = BatchRunner(generator, detector, dict(truncation_psi=truncation_psi, save_ws=save_ws, noise_mode=noise_mode), num_workers, render_in_workers)
+    runner = BatchRunner(generator, detector, dict(truncation_psi=truncation_psi, save_ws=save_ws, noise_mode=noise_mode, style_mixing=style_mixing), num_workers, render_in_workers)
     window = 2 * max(num_workers, 1)
     pending: deque = deque()
     collected: dict[int, list] = {}
@@ -446,6 +480,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         truncation_psi=cfg.truncation_psi,
         noise_mode=cfg.noise_mode,
         save_ws=cfg.save_ws,
+        style_mixing=float(cfg.style_mixing),
         batch_size=cfg.batch_size,
         chunk_size=cfg.chunk_size,
         num_workers=cfg.num_workers,

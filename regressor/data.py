@@ -140,6 +140,9 @@ def check_dataset_matches_fit(samples: Samples, model: NRSfMModel, attributes: d
 
 def select_latents(samples: Samples, latent_space: str, samples_path) -> tuple[np.ndarray, tuple[int, ...]]:
     """(N, D) latents of `latent_space` and their per-sample shape ((D,) or (num_ws, w_dim))."""
+    if latent_space != "w+" and samples.metadata.get("style_mixing"):
+        raise UserError(f"{samples_path} was sampled with style mixing, so its z and w do not describe its images; "
+                        f"train with latent_space=w+ or on a dataset sampled with style_mixing=0")
     if latent_space == "z":
         return samples.z, samples.z.shape[1:]
     if latent_space == "w":

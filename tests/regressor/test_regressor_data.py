@@ -99,3 +99,13 @@ def test_w_plus_needs_ws(standin, tmp_path):
         assert json.loads(f.attrs["metadata"])["detector"] == "standin68"
     with pytest.raises(UserError, match="has no `ws`"):
         load_regression_data(samples, standin.nrsfm_dir, "w+")
+
+
+def test_style_mixed_samples_train_only_w_plus(standin, tmp_path):
+    samples = tmp_path / "samples.h5"
+    shutil.copy(standin.samples, samples)
+    with h5py.File(samples, "a") as f:
+        f.attrs["metadata"] = json.dumps({**json.loads(f.attrs["metadata"]), "style_mixing": 0.5})
+    for space in ("z", "w"):
+        with pytest.raises(UserError, match="sampled with style mixing.*latent_space=w\\+"):
+            load_regression_data(samples, standin.nrsfm_dir, space)
