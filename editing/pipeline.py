@@ -10,7 +10,7 @@ parameter, so a second call (or a call after a crash; the stages resume) rebuild
 - regressor: `regressor.train.default_regressor_path` (inputs, latent space, hyper-parameters).
 
 `cfg.pipeline` holds ``landmarks`` (detector config name), ``num_samples``, ``seed``,
-``num_basis`` and lists of extra overrides ``sample``, ``fit``, ``train`` for the three stages.
+``num_basis``, ``style_mixing`` (W+ datasets only) and lists of extra overrides ``sample``, ``fit``, ``train`` for the three stages.
 """
 from __future__ import annotations
 
@@ -36,10 +36,15 @@ def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
 
 
 def sample_config(cfg: DictConfig) -> DictConfig:
-    """The sampling stage's config for the edit's generator (`cfg.generator`) and `cfg.pipeline`."""
+    """The sampling stage's config for the edit's generator (`cfg.generator`) and `cfg.pipeline`; for
+    ``latent_space=w+`` it stores ws and mixes styles (``pipeline.style_mixing``), so that the W+
+    regressor sees rows that differ."""
     pipeline = cfg.pipeline
     overrides = ["~generator", f"paths.work_dir={cfg.paths.work_dir}", f"landmarks={pipeline.landmarks}",
-                 f"num_samples={pipeline.num_samples}", f"seed={pipeline.seed}", *pipeline.sample]
+                 f"num_samples={pipeline.num_samples}", f"seed={pipeline.seed}"]
+    if cfg.latent_space == "w+":
+        overrides += ["save_ws=true", f"style_mixing={float(pipeline.style_mixing)}"]
+    overrides += list(pipeline.sample)
     sample_cfg = compose_stage("sample", overrides)
     with open_dict(sample_cfg):
         sample_cfg.generator = OmegaConf.to_container(cfg.generator, resolve=True)

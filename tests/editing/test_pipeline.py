@@ -7,7 +7,7 @@ from omegaconf import open_dict
 
 from pathlib import Path
 
-from editing.pipeline import ensure_regressor, fit_config
+from editing.pipeline import ensure_regressor, fit_config, sample_config
 from regressor import train
 from regressor.export import load_attribute_regressor
 from regressor.standin import write_standin
@@ -51,3 +51,15 @@ def test_explicit_regressor_path_skips_the_stages(pipeline_config, tmp_path):
     with open_dict(pipeline_config):
         pipeline_config.regressor_path = str(tmp_path / "given.pt")
     assert ensure_regressor(pipeline_config) == tmp_path / "given.pt"
+
+
+def test_w_plus_datasets_store_ws_and_mix_styles(pipeline_config):
+    with open_dict(pipeline_config):
+        pipeline_config.pipeline.sample = []
+    plain = sample_config(pipeline_config)
+    assert not plain.save_ws and plain.style_mixing == 0
+    with open_dict(pipeline_config):
+        pipeline_config.latent_space = "w+"
+        pipeline_config.pipeline.style_mixing = 0.3
+    mixed = sample_config(pipeline_config)
+    assert mixed.save_ws and mixed.style_mixing == 0.3
