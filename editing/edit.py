@@ -27,7 +27,7 @@ from nrsfm.errors import UserError, exit_on_user_error
 CHANGE_KEYS = ("pitch", "yaw", "roll", "scale", "tx", "ty", "k11", "k12", "k22", "alpha", "q",
                "rotation", "expression", "camera", "translation", *PRESET_NAMES, "delta")
 SETTING_KEYS = ("paths", "generator", "identity", "edit", "latent_space", "truncation_psi", "latent_metric",
-                "hold_alpha", "regressor_path", "free", "strict", "num_std", "num_frames", "out_dir", "pipeline", "faces")
+                "hold_alpha", "rows", "regressor_path", "free", "strict", "num_std", "num_frames", "out_dir", "pipeline", "faces")
 
 
 def requested_changes(cfg: DictConfig) -> dict[str, float]:

@@ -78,7 +78,7 @@ from editing.attributes import EditTarget, attribute_indices, clamp_to_range, ed
 from editing.latents import latents_from_seeds
 from editing.linear import linear_edit
 from editing.presets import NUM_IBUG_LANDMARKS, derive_expression_directions, expression_coordinates
-from editing.session import hold_alpha, latent_metric, load_generator, load_regressor, output_dir
+from editing.session import editable_rows, hold_alpha, latent_metric, load_generator, load_regressor, output_dir
 from nrsfm.errors import UserError, exit_on_user_error
 from nrsfm.fit_q import fit_q
 from nrsfm.model import NRSfMModel
@@ -301,23 +301,24 @@ def true_rotation_change(before: dict[str, torch.Tensor], after: dict[str, torch
 
 def run_editor(method: str, cfg: DictConfig, generator, identity, regressor, latent0: torch.Tensor, target: EditTarget,
                metric: torch.Tensor | None = None) -> torch.Tensor:
-    """Edited latents (B, *S) of `method` (its config is ``cfg[method]``), in batches with a progress bar;
-    `metric` is the linear editor's (``editing.session.latent_metric``)."""
+    """Edited latents (B, *S) of `method` (its config is ``cfg[method]``) on the rows ``cfg.rows`` of ws, in
+    batches with a progress bar; `metric` is the linear editor's (``editing.session.latent_metric``)."""
     editor: Callable = instantiate(cfg[method])
+    rows = editable_rows(cfg)
     if method == "linear":
-        return editor(regressor, latent0, target, metric=metric).latent
+        return editor(regressor, latent0, target, metric=metric, rows=rows).latent
     batch_size = int(cfg.gradient_batch_size)
     uses_identity = float(cfg[method].get("lambda_id", 0)) > 0
     runtime = {"generator": generator, "identity": identity} if uses_identity else {}
     latents = []
     for start in tqdm(range(0, len(latent0), batch_size), desc=f"{method} edits", unit="batch"):
-        rows = slice(start, start + batch_size)
-        part = EditTarget(target.q[rows], target.mask, target.constrained)
+        batch = slice(start, start + batch_size)
+        part = EditTarget(target.q[batch], target.mask, target.constrained)
         begin = None
         if cfg.gradient_start == "linear":
-            begin = linear_edit(regressor, latent0[rows], part, **{k: v for k, v in OmegaConf.to_container(cfg.linear).items()
-                                                                       if k in ("num_steps", "damping")}, metric=metric).latent
-        latents.append(editor(regressor, latent0[rows], part, start=begin, **runtime).latent)
+            begin = linear_edit(regressor, latent0[batch], part, **{k: v for k, v in OmegaConf.to_container(cfg.linear).items()
+                                                                       if k in ("num_steps", "damping")}, metric=metric, rows=rows).latent
+        latents.append(editor(regressor, latent0[batch], part, start=begin, rows=rows, **runtime).latent)
     return torch.cat(latents)
 
 

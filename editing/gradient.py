@@ -13,11 +13,13 @@ entry, so each face is optimised as if alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from editing.attributes import EditTarget
+from editing.latents import row_mask
 from nrsfm.shapes import check_finite, check_shape
 
 
@@ -55,6 +57,7 @@ def gradient_edit(
     lambda_latent: float = 0.0,
     weights: torch.Tensor | None = None,
     start: torch.Tensor | None = None,
+    rows: Sequence[int] | None = None,
 ) -> GradientEdit:
     """Optimise latents toward `target` while keeping identity (and optionally the latent) close.
 
@@ -69,6 +72,7 @@ def gradient_edit(
         lambda_id, lambda_latent: weights of the identity and latent-distance terms (>= 0).
         weights: (D,) per-entry weights of the attribute term; default `default_weights`.
         start: (B, *S) where the optimisation starts (e.g. a linear edit); default latent0.
+        rows: W+ only: the rows of ws the optimisation may change (`editing.latents.row_mask`); None: all.
     Returns:
         GradientEdit with the edited latents, their q and the loss curves.
     """
@@ -88,6 +92,7 @@ def gradient_edit(
     check_shape(weights, (regressor.nrsfm.layout.dim,), "weights")
     weights, goal = weights.to(latent0), target.q.to(latent0)
     latent0 = latent0.detach()
+    editable = row_mask(latent0, rows)
     latent = (latent0 if start is None else start.detach()).clone().requires_grad_(True)
     check_shape(latent, tuple(latent0.shape), "start")
     embedding0 = _embed(generator, identity, regressor, latent0).detach() if lambda_id > 0 else None
@@ -100,6 +105,8 @@ def gradient_edit(
         terms["latent"] = (latent - latent0).flatten(1).square().mean(-1)
         terms["total"] = terms["attribute"] + lambda_id * terms["identity"] + lambda_latent * terms["latent"]
         (latent.grad,) = torch.autograd.grad(terms["total"].sum(), latent)
+        if editable is not None:
+            latent.grad *= editable  # Adam moves an entry only where its gradient has been non-zero
         optimizer.step()
         for name, value in terms.items():
             curves[name].append(value.detach().mean())

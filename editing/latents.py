@@ -57,3 +57,20 @@ def resolve_faces(generator: Generator, faces: Any, latent_space: str, truncatio
     if not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds):
         raise UserError(f"cannot read faces from {faces!r}; a list must hold integer seeds")
     return latents_from_seeds(generator, seeds, latent_space, truncation_psi)
+
+
+def row_mask(latent: torch.Tensor, rows: Sequence[int] | None) -> torch.Tensor | None:
+    """(1, num_ws, 1) mask, 1 on the `rows` of a W+ latent (B, num_ws, w_dim) an edit may change and 0
+    elsewhere (StyleGAN's layer-restricted editing), or None when `rows` is None (every entry may change)."""
+    if rows is None:
+        return None
+    if latent.dim() != 3:
+        raise UserError(f"rows={list(rows)} restricts an edit to rows of ws, so it needs latent_space=w+; "
+                        f"got latents of shape {tuple(latent.shape)}")
+    num_ws = latent.shape[1]
+    chosen = [int(row) for row in rows]
+    if not chosen or any(not 0 <= row < num_ws for row in chosen):
+        raise UserError(f"rows must be a non-empty list of rows in 0..{num_ws - 1} of ws, got {list(rows)}")
+    mask = torch.zeros(1, num_ws, 1, dtype=latent.dtype, device=latent.device)
+    mask[:, chosen] = 1
+    return mask

@@ -15,13 +15,14 @@ distribution instead of raw units: dw = S u with u the minimum-norm step of J S.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.func import jacrev, vmap
 
 from editing.attributes import EditTarget
+from editing.latents import row_mask
 from nrsfm.shapes import check_finite, check_shape
 
 
@@ -61,6 +62,7 @@ def linear_edit(
     num_steps: int = 3,
     damping: float = 0.0,
     metric: torch.Tensor | None = None,
+    rows: Sequence[int] | None = None,
 ) -> LinearEdit:
     """Move latents so that phi(latent) reaches `target` on its constrained rows.
 
@@ -72,6 +74,7 @@ def linear_edit(
         damping: Tikhonov lambda >= 0 in standardised units; 0 is the Moore-Penrose pseudo-inverse.
         metric: (d, d) symmetric S acting on the latent's last dimension d (on every row of a W+
             latent alike), or None for raw units.
+        rows: W+ only: the rows of ws the step may change (`editing.latents.row_mask`); None: all.
     Returns:
         LinearEdit with the edited latents (B, *S), their q (B, D) and the error history.
     """
@@ -86,20 +89,22 @@ def linear_edit(
     if metric is not None:
         check_shape(metric, (latent0.shape[-1], latent0.shape[-1]), "latent metric")
         check_finite(metric, "latent metric")
-    rows = target.constrained.nonzero().flatten().to(latent0.device)
-    scale = regressor.nrsfm.q_std.to(latent0)[rows]
-    goal = target.q.to(latent0)[:, rows]
+    editable = row_mask(latent0, rows)
+    editable = editable.expand_as(latent0[:1]).flatten() if editable is not None else 1.0
+    constrained = target.constrained.nonzero().flatten().to(latent0.device)
+    scale = regressor.nrsfm.q_std.to(latent0)[constrained]
+    goal = target.q.to(latent0)[:, constrained]
     latent = latent0.detach().flatten(1)
     with torch.no_grad():
         errors = []
         for _ in range(num_steps):
             q = regressor(latent.view_as(latent0))
-            residual = (goal - q[:, rows]) / scale
+            residual = (goal - q[:, constrained]) / scale
             errors.append(_rms(residual))
-            jacobian = latent_jacobian(regressor, latent.view_as(latent0))[:, rows] / scale[:, None]
+            jacobian = latent_jacobian(regressor, latent.view_as(latent0))[:, constrained] / scale[:, None] * editable
             latent = latent + _metric_step(jacobian, residual, damping, metric)
         q = regressor(latent.view_as(latent0))
-        errors.append(_rms((goal - q[:, rows]) / scale))
+        errors.append(_rms((goal - q[:, constrained]) / scale))
     return LinearEdit(latent.view_as(latent0), q, torch.stack(errors))
 
 

@@ -3,7 +3,7 @@ write the outputs and say where.
 
 A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) has ``generator``,
 ``identity``, ``edit`` (an editor: conf/edit/linear.yaml or gradient.yaml), ``latent_space``,
-``truncation_psi``, ``latent_metric``, ``hold_alpha``, ``regressor_path`` (a path, or null to let
+``truncation_psi``, ``latent_metric``, ``hold_alpha``, ``rows``, ``regressor_path`` (a path, or null to let
 `editing.pipeline` build one), ``pipeline``, ``strict``, ``num_std``, ``free``, ``num_frames`` and
 ``out_dir`` (null: a folder under ``${paths.work_dir}/<command>/`` named by a hash of the whole request).
 """
@@ -23,8 +23,9 @@ from torch import nn
 
 from backbones.generator import Generator
 from editing.attributes import EditTarget
-from editing.compatibility import check_regressor_matches
+from editing.compatibility import check_regressor_matches, latent_shape_of
 from editing.latent_prior import latent_spread
+from editing.latents import row_mask
 from editing.pipeline import ensure_regressor
 from editing.pose_coupling import couple_held_alpha, pose_coupling
 from editing.presets import PRESET_NAMES, ExpressionDirection, attribute_sample, derive_expression_directions
@@ -45,9 +46,10 @@ def load_generator(cfg: DictConfig) -> Generator:
 def load_regressor(cfg: DictConfig, generator: Generator) -> nn.Module:
     """The regressor for `cfg` and `generator`, built first when missing (editing.pipeline); its
     ``metadata["path"]`` records where it was read from. Resolve user inputs before calling this,
-    so that bad input fails before minutes of building (the CHOICES settings are checked here first)."""
+    so that bad input fails before minutes of building (the CHOICES settings and ``rows`` are checked here first)."""
     for key in CHOICES:
         choice(cfg, key)
+    row_mask(torch.zeros(1, *latent_shape_of(generator, cfg.latent_space)), editable_rows(cfg))
     path = ensure_regressor(cfg)
     regressor = load_attribute_regressor(path).requires_grad_(False)
     regressor.metadata["path"] = str(path)
@@ -101,13 +103,22 @@ def latent_metric(cfg: DictConfig, generator: Generator) -> torch.Tensor | None:
     return latent_spread(generator, cfg.latent_space, float(cfg.truncation_psi))
 
 
+def editable_rows(cfg: DictConfig) -> list[int] | None:
+    """``cfg.rows``: the rows of a W+ latent an edit may change (`editing.latents.row_mask`), or None for all."""
+    if cfg.rows is None:
+        return None
+    return [int(cfg.rows)] if isinstance(cfg.rows, int) else [int(row) for row in cfg.rows]
+
+
 def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, latent0: torch.Tensor, target: EditTarget):
-    """Run the editor of `cfg.edit`; editors that take ``generator`` and ``identity`` get them
-    (the identity network is built only when its term is on), editors that take ``metric`` get
-    `latent_metric`. Returns a LinearEdit or GradientEdit."""
+    """Run the editor of `cfg.edit` on the rows of ws ``cfg.rows`` (null: all); editors that take ``generator``
+    and ``identity`` get them (the identity network is built only when its term is on), editors that take
+    ``metric`` get `latent_metric`. Returns a LinearEdit or GradientEdit."""
     editor = instantiate(cfg.edit)
     parameters = inspect.signature(editor).parameters
-    runtime: dict[str, Any] = {"metric": latent_metric(cfg, generator)} if "metric" in parameters else {}
+    runtime: dict[str, Any] = {"rows": editable_rows(cfg)}
+    if "metric" in parameters:
+        runtime["metric"] = latent_metric(cfg, generator)
     if "generator" in parameters and "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0:
         runtime.update(generator=generator, identity=build(cfg.identity, "identity network"))
     return editor(regressor, latent0.to(regressor.nrsfm.q_mean.dtype), target, **runtime)

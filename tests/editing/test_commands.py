@@ -132,3 +132,5 @@ def test_bad_faces_fail_before_the_pipeline_builds_anything(tmp_path, monkeypatc
         transfer.run(cfg)
     with pytest.raises(UserError, match="hold_alpha must be one of fixed, coupled, got 'loose'"):
         transfer.run(command_config("transfer", tmp_path, "null", "hold_alpha=loose"))
+    with pytest.raises(UserError, match=r"rows=\[3\] restricts an edit to rows of ws, so it needs latent_space=w\+"):
+        transfer.run(command_config("transfer", tmp_path, "null", "rows=[3]"))

@@ -60,6 +60,15 @@ def test_z_and_w_plus_latents_go_through_the_generator(generator, identity):
         assert edit.losses["attribute"][-1] < 0.1 * edit.losses["attribute"][0]
 
 
+def test_rows_keep_the_optimisation_in_the_chosen_rows_of_w_plus(generator, identity):
+    regressor = TinyRegressor(latent_space="w+")
+    latents = 0.5 * torch.randn(3, 3, 16, dtype=torch.float64)
+    target = edit_target(regressor(latents), {"delta.roll": 5}, regressor.nrsfm)
+    edit = gradient_edit(regressor, latents, target, num_steps=60, learning_rate=0.05, generator=generator, identity=identity, rows=[0, 2])
+    assert torch.equal(edit.latent[:, 1], latents[:, 1])
+    assert edit.losses["attribute"][-1] < 0.1 * edit.losses["attribute"][0]
+
+
 def test_bad_input(regressor, latents):
     target = edit_target(regressor(latents), {"yaw": 0}, regressor.nrsfm)
     with pytest.raises(ValueError, match="needs a generator and an identity network"):

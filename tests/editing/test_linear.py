@@ -4,6 +4,7 @@ import torch
 from editing.attributes import edit_target
 from editing.linear import latent_jacobian, linear_edit
 from editing_standins import TinyRegressor
+from nrsfm.errors import UserError
 
 
 def test_jacobian_matches_autograd(regressor, latents):
@@ -77,6 +78,16 @@ def test_w_plus_latents():
         torch.testing.assert_close(edit.q, target.q, atol=1e-8, rtol=0)
 
 
+def test_rows_keep_the_step_in_the_chosen_rows_of_w_plus():
+    regressor = TinyRegressor(latent_space="w+")
+    latents = 0.5 * torch.randn(4, 3, 16, dtype=torch.float64)
+    target = edit_target(regressor(latents), {"delta.roll": -8}, regressor.nrsfm)
+    for metric in (None, torch.diag(torch.linspace(0.5, 1.5, 16, dtype=torch.float64))):
+        edit = linear_edit(regressor, latents, target, num_steps=6, metric=metric, rows=[1])
+        torch.testing.assert_close(edit.q, target.q, atol=1e-8, rtol=0)
+        assert torch.equal(edit.latent[:, [0, 2]], latents[:, [0, 2]]) and not torch.equal(edit.latent[:, 1], latents[:, 1])
+
+
 def test_bad_input(regressor, latents):
     target = edit_target(regressor(latents), {"yaw": 0}, regressor.nrsfm)
     with pytest.raises(ValueError, match="target q must have shape"):
@@ -91,3 +102,10 @@ def test_bad_input(regressor, latents):
         linear_edit(regressor, latents, target, metric=torch.eye(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="batch dimension"):
         linear_edit(regressor, latents[0], target)
+    with pytest.raises(UserError, match="needs latent_space=w\\+"):
+        linear_edit(regressor, latents, target, rows=[0])
+    w_plus = TinyRegressor(latent_space="w+")
+    latents = torch.zeros(2, 3, 16, dtype=torch.float64)
+    for rows in ([], [3], [-1]):
+        with pytest.raises(UserError, match=r"rows must be a non-empty list of rows in 0..2"):
+            linear_edit(w_plus, latents, edit_target(w_plus(latents), {"yaw": 0}, w_plus.nrsfm), rows=rows)
