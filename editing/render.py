@@ -3,8 +3,8 @@
 `write_edit_outputs(out_dir, ...)` writes (see `editing.outputs` for the formats):
 - ``edited.npz``: ``w`` (N, num_ws, w_dim) the edited latents in NVIDIA's layout, ``w_original``
   (N, num_ws, w_dim), ``q_original``, ``q_target``, ``q_edit`` (N, 8 + K), ``mask`` (8 + K,) and metadata;
-- ``edit.png``: per face [reference |] original | edit | edit with target landmarks R(q_target) (green
-  rings) and achieved landmarks (red dots; R(phi(w_edit)) unless the caller passes detected ones);
+- ``edit.png``: per face [reference |] original | edit | edit with target landmarks (green rings;
+  R(q_target), with phi(w_edit) in the entries the edit left free) and achieved landmarks (red dots; R(phi(w_edit)) unless the caller passes detected ones);
   the reference column shows e.g. the source faces of a transfer;
 - ``trajectory.gif``: the straight latent path from the original to the edit.
 """
@@ -63,7 +63,7 @@ def write_edit_outputs(
     with torch.no_grad():
         ws0, ws = (generator.to_ws(x, space, truncation_psi) for x in (latent0, latent))
         q0, q_edit = regressor(latent0), regressor(latent)
-        target_landmarks = regressor.nrsfm(target.q.to(q_edit))
+        target_landmarks = regressor.nrsfm(torch.where(target.constrained.to(q_edit.device), target.q.to(q_edit), q_edit))
         achieved = regressor.nrsfm(q_edit) if achieved_landmarks is None else achieved_landmarks
     meta = {"generator": generator.name, "generator_checksum": generator.checksum(), "latent_space": space,
             "truncation_psi": truncation_psi, **(metadata or {})}

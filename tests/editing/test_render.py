@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import editing.render as render_module
 from editing.attributes import edit_target
 from editing.linear import linear_edit
 from editing.outputs import load_latents
@@ -36,3 +37,17 @@ def test_write_edit_outputs(space, generator, tmp_path):
         assert data["mask"].sum() == 1 and data["w_original"].shape == ws.shape
     assert iio.imread(paths["side_by_side"]).shape == (2 * 16, 3 * 16, 3)
     assert iio.imread(paths["trajectory"], index=None).shape[:3] == (4, 16, 32)
+
+
+def test_target_landmarks_take_the_edit_in_free_entries(generator, tmp_path, monkeypatch):
+    regressor = TinyRegressor(latent_space="w")
+    latent0 = 0.5 * torch.randn(2, 16, dtype=torch.float64)
+    target = edit_target(regressor(latent0), {"delta.yaw": 5}, regressor.nrsfm, free=["translation"])
+    edit = linear_edit(regressor, latent0, target)
+    drawn = {}
+    monkeypatch.setattr(render_module, "side_by_side", lambda images0, images, target_landmarks, *rest: drawn.setdefault("target", target_landmarks))
+    monkeypatch.setattr(render_module, "save_png", lambda path, image: path)
+    write_edit_outputs(tmp_path / "out", generator, regressor, latent0, edit.latent, target, num_frames=0)
+    expected = edit.q.clone()
+    expected[:, target.constrained] = target.q[:, target.constrained]
+    torch.testing.assert_close(drawn["target"], regressor.nrsfm(expected))
