@@ -15,6 +15,12 @@ Metrics (all on the test split's found samples):
   (H = argmin sum ||R_true - R_pred H||_F^2 over det H = +1) on the train split and applied to the
   test split; reported are median absolute pitch/yaw/roll errors and the median geodesic angle,
   in degrees, for phi and for the factorizer's own q.
+- `row_importance` (W+ regressors): which rows of ws phi reads each attribute from. For row r, every
+  test sample's row r is replaced by another test sample's (one fixed permutation); the share of
+  q_j's variance that row r explains is mean((phi_j(swapped) - phi_j)^2) / (2 var phi_j). With rows
+  that act independently and additively the shares of an attribute sum to 1. It is meaningful on a
+  dataset sampled with style mixing, whose rows vary independently; it tells which rows to give an
+  edit (``rows=[...]``, README "Editing"). `plot_row_importance` draws it.
 """
 from __future__ import annotations
 
@@ -108,6 +114,9 @@ def evaluate_regressor(regressor: AttributeRegressor, data: RegressionData, spli
         "fit_landmark_loss": float(landmark_distances(fitted, landmarks, None).square().mean()),
         "attributes": attribute_errors(q_pred[rows], q_fit, model.layout.names()),
     }
+    if regressor.latent_space == "w+":
+        shares = row_importance(regressor, latents[rows])
+        report["row_importance"] = {name: shares[:, i].tolist() for i, name in enumerate(model.layout.names())}
     if data.rotation_truth_deg is not None:
         rotation = model.layout.rotation
         train = data.indices("train")
@@ -116,6 +125,22 @@ def evaluate_regressor(regressor: AttributeRegressor, data: RegressionData, spli
             "factorizer": rotation_errors(data.q_fit[:, rotation], data.rotation_truth_deg, train, rows),
         }
     return report
+
+
+def row_importance(regressor: AttributeRegressor, latents: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """(num_ws, D) share of each attribute's variance that each row of ws explains (module docstring), for
+    W+ latents (n, num_ws, w_dim), n >= 2."""
+    check_shape(latents, ("n", "R", "W"), "W+ latents")
+    permutation = torch.randperm(len(latents), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        q = regressor(latents)
+        variance = q.var(0).clamp_min(1e-30)
+        shares = []
+        for row in range(latents.shape[1]):
+            swapped = latents.clone()
+            swapped[:, row] = latents[permutation, row]
+            shares.append((regressor(swapped) - q).square().mean(0) / (2 * variance))
+    return torch.stack(shares)
 
 
 def attribute_errors(q_pred: torch.Tensor, q_fit: torch.Tensor, names: list[str]) -> dict[str, dict[str, float]]:
@@ -142,6 +167,10 @@ def format_report(report: dict[str, Any]) -> str:
     for source, errors in report.get("rotation_vs_truth", {}).items():
         lines.append(f"  {source} rotation vs ground truth (median, deg): " + ", ".join(
             f"{name} {errors[f'median_{name}_deg']:.3f}" for name in ROTATION_NAMES) + f", geodesic {errors['median_geodesic_deg']:.3f}")
+    if "row_importance" in report:
+        for name in ROTATION_NAMES:
+            shares = " ".join(f"{share:.2f}" for share in report["row_importance"][name])
+            lines.append(f"  {name} read from the rows of ws (variance share per row): {shares}")
     return "\n".join(lines)
 
 
@@ -177,6 +206,21 @@ def plot_report(regressor: AttributeRegressor, data: RegressionData, report: dic
     axis.legend()
     axis.set(title=f"worst test face (seed {int(data.seeds[rows[worst]])}, {float(errors[worst]):.3g} {unit})")
     figure.suptitle(f"L_L(w) = {report['landmark_loss']:.3e}, NME = {report['nme']:.4f}")
+    save_png_atomic(figure, path, dpi=100)
+
+
+def plot_row_importance(report: dict[str, Any], path: str | Path) -> None:
+    """Save a heat map of `report["row_importance"]`: rows of ws against the entries of q."""
+    importance = report["row_importance"]
+    names = list(importance)
+    shares = torch.tensor([importance[name] for name in names]).T  # (num_ws, D)
+    figure = Figure(figsize=(max(6.0, 0.45 * len(names)), 1.2 + 0.4 * len(shares)), layout="constrained")
+    axis = figure.subplots()
+    image = axis.imshow(shares.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    axis.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    axis.set_yticks(range(len(shares)), [f"row {row}" for row in range(len(shares))])
+    axis.set_title("share of each attribute's variance that each row of ws explains (phi, test split)")
+    figure.colorbar(image, ax=axis)
     save_png_atomic(figure, path, dpi=100)
 
 

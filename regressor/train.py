@@ -3,7 +3,8 @@
 Outputs go to `output_dir` (default `default_regressor_path(cfg).parent`, a folder under
 `${paths.work_dir}/regressor/` named from the inputs and hyper-parameters): `checkpoints/`
 (best + last), `logs/` (CSV and TensorBoard), and after training `regressor.pt` (the export),
-`report.json` and `report.png` (test-split metrics, see `regressor.report`). A run that finds
+`report.json` and `report.png` (test-split metrics, see `regressor.report`; W+ regressors also get
+`rows.png`, which rows of ws phi reads each attribute from). A run that finds
 `checkpoints/last.ckpt` in its output folder resumes from it (`resume=false` to start over);
 `ckpt_path=<file>` resumes from any checkpoint. `run(cfg)` returns the metrics; `main` returns
 `cfg.optimized_metric` (validation landmark loss) for the Optuna sweeper.
@@ -26,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from nrsfm.errors import UserError, exit_on_user_error
 from regressor.data import detector_name
 from regressor.export import save_attribute_regressor
-from regressor.report import evaluate_regressor, format_report, plot_report, write_report
+from regressor.report import evaluate_regressor, format_report, plot_report, plot_row_importance, write_report
 
 EXPORT_NAME = "regressor.pt"
 
@@ -101,6 +102,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         report = evaluate_regressor(regressor, data, "test")
         write_report(report, output_dir / "report.json")
         plot_report(regressor, data, report, output_dir / "report.png")
+        if "row_importance" in report:
+            plot_row_importance(report, output_dir / "rows.png")
         print(format_report(report))
         print(f"exported {export_path}")
         metrics.update(export=str(export_path), report=report)

@@ -7,7 +7,7 @@ from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
 from regressor.data import load_regression_data
 from regressor.export import AttributeRegressor
 from regressor.mlp import AttributeMLP
-from regressor.report import evaluate_regressor, fit_global_rotation, nme_normaliser, rotation_errors
+from regressor.report import evaluate_regressor, fit_global_rotation, nme_normaliser, plot_row_importance, rotation_errors, row_importance
 
 
 def test_kabsch_recovers_a_global_rotation_float64():
@@ -61,3 +61,16 @@ def test_evaluate_an_untrained_regressor(standin):
     assert report["rotation_vs_truth"]["phi"]["median_geodesic_deg"] > 5
     assert report["attributes"]["yaw"]["unit"] == "deg"
     assert report["attributes"]["yaw"]["relative"] == pytest.approx(0.8, abs=0.3)
+
+
+def test_row_importance_finds_the_rows_an_attribute_is_read_from(tmp_path):
+    def regressor(ws):  # attribute 0 reads row 0; attribute 1 reads rows 1 and 2 equally; row 3 is ignored
+        return torch.stack([ws[:, 0].sum(-1), ws[:, 1].sum(-1) + ws[:, 2].sum(-1)], -1)
+
+    latents = torch.randn(4000, 4, 3, generator=torch.Generator().manual_seed(0))
+    shares = row_importance(regressor, latents)
+    expected = torch.tensor([[1.0, 0.0], [0.0, 0.5], [0.0, 0.5], [0.0, 0.0]])
+    torch.testing.assert_close(shares, expected, atol=0.06, rtol=0)
+    report = {"row_importance": {"a": shares[:, 0].tolist(), "b": shares[:, 1].tolist()}}
+    plot_row_importance(report, tmp_path / "rows.png")
+    assert (tmp_path / "rows.png").stat().st_size > 0

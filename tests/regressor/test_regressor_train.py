@@ -40,6 +40,7 @@ def test_checkpoints_logs_and_resume(compose_train):
     assert len(val_losses) == 2 and metrics["val/landmark_loss"] == pytest.approx(min(val_losses))
     regressor = load_attribute_regressor(out / "regressor.pt")
     assert regressor.latent_shape == (4, 16) and regressor(torch.zeros(3, 4, 16)).shape == (3, 12)
+    assert len(metrics["report"]["row_importance"]["yaw"]) == 4 and (out / "rows.png").is_file()
 
     run(compose_train(*TINY, "trainer.max_epochs=3", "latent_space=w+"))
     resumed_log = (out / "logs" / "csv" / "version_1" / "metrics.csv").read_text().splitlines()
