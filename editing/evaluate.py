@@ -39,7 +39,9 @@ Ground truth (generators with ``ground_truth(ws)``, i.e. generator=synthetic):
   mean achieved - requested, and the slope sum(achieved * requested) / sum(requested^2) (1 is right);
 - untouched attributes: how far the true expression and identity coefficients moved, per face the
   RMS over coefficients of |after - before| / (std of that coefficient over all original faces),
-  reported as mean and median over faces (two independent random faces are about 1.41 apart);
+  reported as mean and median over faces (two independent random faces are about 1.41 apart), and
+  for scale the median movement under a random step of each face's edit length in the latent entries
+  the edit changed (`random_step_metrics`);
   expression is an edited part under the random protocol, so it is untouched only for rigid edits;
 - calibration: true degrees per model degree on the image (slope of the true change on the change
   measured on the image), what the detector and the factorization make of a true rotation;
@@ -203,10 +205,32 @@ def truth_metrics(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor
         metrics[f"{name} mean achieved - requested [deg]"] = float(error[:, i].mean())
         metrics[f"{name} slope achieved/requested"] = _slope(achieved[:, i], requested_deg[:, i])
     for key in ("expression", "identity"):
-        moved = ((after[key] - before[key]) / spread[key].clamp_min(1e-12)).square().mean(-1).sqrt()
+        moved = coefficients_moved(before[key], after[key], spread[key])
         metrics[f"true {key} moved, mean [std]"] = float(moved.mean())
         metrics[f"true {key} moved, median [std]"] = _median(moved)
     return metrics
+
+
+def coefficients_moved(before: torch.Tensor, after: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    """(B,) per face the RMS over coefficients of |after - before| / spread: (B, E), (B, E), (E,)."""
+    return ((after - before) / spread.clamp_min(1e-12)).square().mean(-1).sqrt()
+
+
+def random_step_metrics(generator, latent_space: str, truncation_psi: float, latent0: torch.Tensor, latent: torch.Tensor,
+                        before: dict[str, torch.Tensor], spread: dict[str, torch.Tensor], seed: int = 0) -> dict[str, float]:
+    """The scale for "barely moves": how far the true expression and identity move (median, as in
+    `truth_metrics`) when each face takes a random step as long as its edit, in the latent entries the
+    edit changed (so a `rows`-restricted edit is compared with a step in the same rows).
+    latent0, latent: (B, *S); before: the originals' truth; spread: per key the (E,) std."""
+    changed = (latent != latent0).to(latent)
+    direction = torch.randn(latent.shape, generator=torch.Generator().manual_seed(seed), dtype=latent.dtype).to(latent) * changed
+    length = (latent - latent0).flatten(1).norm(dim=-1) / direction.flatten(1).norm(dim=-1).clamp_min(1e-12)
+    step = latent0 + direction * length.view(-1, *[1] * (latent.dim() - 1))
+    with torch.no_grad():
+        parts = [generator.ground_truth(generator.to_ws(chunk, latent_space, truncation_psi)) for chunk in step.split(256)]
+    return {f"true {key} moved by a random step of the same length, median [std]":
+            _median(coefficients_moved(before[key], torch.cat([part[key] for part in parts]).float(), spread[key]))
+            for key in ("expression", "identity")}
 
 
 @dataclass
@@ -363,6 +387,8 @@ def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.
         requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
         spread = spread or {key: original.truth[key].std(0) for key in ("expression", "identity")}
         metrics.update(truth_metrics(original.truth, edited.truth, requested_deg, spread))
+        metrics.update(random_step_metrics(generator, regressor.latent_space, models["truncation_psi"],
+                                           latent0, latent, original.truth, spread))
     return metrics, change
 
 
@@ -425,7 +451,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     detector = build(cfg.landmarks, "landmark detector")
     identity = build(cfg.identity, "identity network")
     models = {"generator": generator, "regressor": regressor, "detector": detector, "identity": identity,
-              "latent_metric": latent_metric(cfg, generator)}
+              "latent_metric": latent_metric(cfg, generator), "truncation_psi": float(cfg.truncation_psi)}
     num_faces = max(counts[m] for m in methods)
     seeds = list(range(int(cfg.seed), int(cfg.seed) + num_faces))
     latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)

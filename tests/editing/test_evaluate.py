@@ -9,7 +9,7 @@ from omegaconf import open_dict
 
 from editing import evaluate
 from editing.evaluate import (Observation, RotationChange, evaluation_target, image_attributes, image_rotation_metrics,
-                              landmark_metrics, rotation_change, truth_metrics)
+                              landmark_metrics, random_step_metrics, rotation_change, truth_metrics)
 from editing_standins import random_nrsfm
 from nrsfm.errors import UserError
 
@@ -32,6 +32,27 @@ def test_truth_metrics_wrap_angles_and_measure_movement():
     # face 0: expression coefficient 0 moved one std of 0.5 -> RMS over 2 coefficients sqrt(1/2)
     assert metrics["true expression moved, mean [std]"] == pytest.approx(math.sqrt(0.5) / 2)
     assert metrics["true identity moved, mean [std]"] == 0.0
+
+
+class RowTruth:
+    """ws (B, 2, 4) -> truth: expression reads row 0, identity row 1 (a stand-in with ground_truth)."""
+
+    def to_ws(self, latent, space, truncation_psi=1.0):
+        return latent
+
+    def ground_truth(self, ws):
+        return {"expression": ws[:, 0], "identity": ws[:, 1]}
+
+
+def test_a_random_step_as_long_as_the_edit_in_the_rows_it_changed():
+    latent0 = torch.zeros(500, 2, 4)
+    latent = latent0.clone()
+    latent[:, 1] = 1.0  # every edit moves row 1 (identity) by a step of length 2 and leaves row 0 alone
+    spread = {"expression": torch.ones(4), "identity": torch.ones(4)}
+    metrics = random_step_metrics(RowTruth(), "w+", 1.0, latent0, latent, RowTruth().ground_truth(latent0), spread)
+    # the random step stays in row 1 and is 2 long, so its RMS over the 4 identity coefficients is 2 / sqrt(4) = 1 for every face
+    assert metrics["true expression moved by a random step of the same length, median [std]"] == 0.0
+    assert metrics["true identity moved by a random step of the same length, median [std]"] == pytest.approx(1.0)
 
 
 def test_rotation_on_the_image_is_the_turn_the_landmarks_show():
