@@ -26,8 +26,9 @@ squared 2D distance (`regressor.module.landmark_squared_error`, the training los
   descriptor by default; the paper uses ArcFace). The identity network runs with
   ``on_missing=centre`` so that one face it cannot find does not stop the evaluation.
 - rotation on the image: q of the original and of the edited image fitted to their detected landmarks
-  (`nrsfm.fit_q`, once per image, `Observation.q`), achieved = the change of its angles, against the requested change, in the model's
-  degrees: does the image turn as far as the model asked (L_R's question for the angles alone).
+  (`nrsfm.fit_q`, once per image, `Observation.q`), achieved = the change of its angles, against the
+  requested change, in the model's degrees: does the image turn as far as the model asked (L_R's
+  question for the angles alone).
 Each landmark metric is also given in px^2 at the render size, as the mean 2D error in px, and as
 NME (mean 2D error over the inter-ocular distance of the detected outer eye corners 36, 45; for
 L != 68 the landmark bounding-box diagonal, see `regressor.report.nme_normaliser`). Faces where the

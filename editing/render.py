@@ -4,7 +4,8 @@
 - ``edited.npz``: ``w`` (N, num_ws, w_dim) the edited latents in NVIDIA's layout, ``w_original``
   (N, num_ws, w_dim), ``q_original``, ``q_target``, ``q_edit`` (N, 8 + K), ``mask`` (8 + K,) and metadata;
 - ``edit.png``: per face [reference |] original | edit | edit with target landmarks (green rings;
-  R(q_target), with phi(w_edit) in the entries the edit left free) and achieved landmarks (red dots; R(phi(w_edit)) unless the caller passes detected ones);
+  R(q_target), with phi(w_edit) in the entries the edit left free) and achieved landmarks (red
+  dots; R(phi(w_edit)) unless the caller passes detected ones);
   the reference column shows e.g. the source faces of a transfer;
 - ``trajectory.gif``: the straight latent path from the original to the edit.
 """
