@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 LATENT_SPACES = ("z", "w", "w+")
 

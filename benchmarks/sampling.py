@@ -3,7 +3,7 @@
     python benchmarks/sampling.py [--num-samples 96] [--generator synthetic] [--landmarks dlib]
 
 Prints, for the configured generator and detector: rendering alone, detection alone in the main
-process, and the whole stage (`nrsfm.sample.sample_dataset`: render + detect + chunk writes + HDF5
+process, and the whole stage (`sampling.sample.sample_dataset`: render + detect + chunk writes + HDF5
 assembly) all in the main process, and with 1 and 2 spawned workers that render and detect, and with
 2 workers that only detect (start-up of the workers included).
 """
@@ -18,8 +18,9 @@ import numpy as np
 from hydra import compose, initialize_config_module
 
 from backbones.landmarks.base import images_to_uint8
-from nrsfm.dataset import read_samples
-from nrsfm.sample import build, render_batch, sample_dataset
+from sampling.dataset import read_samples
+from common.cli import build
+from sampling.sample import render_batch, sample_dataset
 
 
 def main() -> None:

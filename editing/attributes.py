@@ -49,7 +49,7 @@ import torch
 from editing.presets import (PRESET_NAMES, ExpressionDirection, derive_expression_directions, expression_coordinates,
                              move_along_directions)
 from nrsfm.model import AttributeLayout, NRSfMModel
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 RELATIVE_PREFIX = "delta."
 

@@ -22,7 +22,8 @@ from editing.attributes import edit_target, flatten_changes
 from editing.latents import resolve_faces
 from editing.presets import PRESET_NAMES
 from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
-from nrsfm.errors import UserError, exit_on_user_error
+from common.cli import exit_on_user_error, launch
+from common.errors import UserError
 
 CHANGE_KEYS = ("pitch", "yaw", "roll", "scale", "tx", "ty", "k11", "k12", "k22", "alpha", "q",
                "rotation", "expression", "camera", "translation", *PRESET_NAMES, "delta")
@@ -66,4 +67,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch("editing.edit", "edit")

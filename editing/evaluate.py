@@ -30,8 +30,7 @@ squared 2D distance (`regressor.module.landmark_squared_error`, the training los
   requested change, in the model's degrees: does the image turn as far as the model asked (L_R's
   question for the angles alone).
 Each landmark metric is also given in px^2 at the render size, as the mean 2D error in px, and as
-NME (mean 2D error over the inter-ocular distance of the detected outer eye corners 36, 45; for
-L != 68 the landmark bounding-box diagonal, see `regressor.report.nme_normaliser`). Faces where the
+NME (`common.landmarks.nme` against the detected landmarks, mean over faces). Faces where the
 detector finds no face (in the original or the edit) are counted and left out of the landmark metrics.
 
 Ground truth (generators with ``ground_truth(ws)``, i.e. generator=synthetic):
@@ -62,88 +61,28 @@ table and where it went.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import hydra
 import torch
-from hydra.utils import instantiate
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from common.cli import build, exit_on_user_error, launch
+from common.errors import UserError
 from editing.attributes import EditTarget, attribute_indices, clamp_to_range, edit_target, flatten_changes
+from editing.evaluation_report import format_table, plot_rotation_changes, rotation_rows, write_csv_atomic
 from editing.latents import latents_from_seeds
-from editing.linear import linear_edit
-from editing.presets import NUM_IBUG_LANDMARKS, derive_expression_directions, expression_coordinates
-from editing.session import editable_rows, hold_alpha, latent_metric, load_generator, load_regressor, output_dir
-from nrsfm.errors import UserError, exit_on_user_error
-from nrsfm.fit_q import fit_q
+from editing.metrics import (RotationChange, coefficients_moved, image_rotation_metrics, landmark_metrics, median,
+                             preset_correlations, rotation_change, truth_metrics)
+from editing.observation import Observation, first_faces, observe
+from editing.presets import NUM_IBUG_LANDMARKS
+from editing.session import apply_editor, hold_alpha, latent_metric, load_generator, load_regressor, output_dir
+from common.io import write_text_atomic
 from nrsfm.model import NRSfMModel
-from nrsfm.plot import save_png_atomic
-from nrsfm.sample import build
-from regressor.module import landmark_squared_error
-from regressor.report import landmark_distances, nme_normaliser
 
 METHODS = ("linear", "gradient")
-ROTATION_NAMES = ("pitch", "yaw", "roll")
-
-
-@dataclass
-class Observation:
-    """What the detector, the identity network and the ground truth see in rendered faces.
-
-    Attributes:
-        landmarks: (B, L, 2) detected landmarks in normalised image units (zeros where not found).
-        found: (B,) bool.
-        embedding: (B, E) identity embeddings.
-        truth: ground truth of the generator (rotation_deg (B, 3), expression (B, E), identity (B, I)) or None.
-        q: (B, D) q the image shows, `image_attributes` of the landmarks (NaN rows where not found).
-    """
-
-    landmarks: torch.Tensor
-    found: torch.Tensor
-    embedding: torch.Tensor
-    truth: dict[str, torch.Tensor] | None
-    q: torch.Tensor
-
-
-def image_attributes(model: NRSfMModel, landmarks: torch.Tensor, found: torch.Tensor, q_init: torch.Tensor) -> torch.Tensor:
-    """`nrsfm.fit_q` of the found faces' landmarks (B, L, 2), warm-started from q_init (B, D); NaN rows elsewhere."""
-    q = torch.full_like(q_init, math.nan)
-    if found.any():
-        q[found] = fit_q(model, landmarks[found].to(q_init), q_init=q_init[found]).to(q)
-    return q
-
-
-def observe(generator, detector, identity, regressor, latents: torch.Tensor, truncation_psi: float,
-            batch_size: int, label: str) -> Observation:
-    """Render latents (B, *S) in chunks, detect landmarks, embed identities, read the truth and fit the
-    q each image shows (warm-started from phi)."""
-    parts: dict[str, list] = {"landmarks": [], "found": [], "embedding": [], "truth": []}
-    size = float(generator.img_resolution)
-    has_truth = callable(getattr(generator, "ground_truth", None))
-    with torch.no_grad():
-        for chunk in tqdm(latents.split(batch_size), desc=f"render + detect ({label})", unit="batch", leave=False):
-            ws = generator.to_ws(chunk, regressor.latent_space, truncation_psi)
-            images = generator.synthesis(ws)
-            detections = detector.detect(images)
-            parts["landmarks"].append(detections.landmarks / size)
-            parts["found"].append(detections.found)
-            parts["embedding"].append(identity.embed(images).float())
-            if has_truth:
-                truth = generator.ground_truth(ws)
-                parts["truth"].append({key: truth[key].float() for key in ("rotation_deg", "expression", "identity")})
-    truth = {key: torch.cat([t[key] for t in parts["truth"]]) for key in parts["truth"][0]} if has_truth else None
-    landmarks, found = torch.cat(parts["landmarks"]), torch.cat(parts["found"])
-    with torch.no_grad():
-        q = image_attributes(regressor.nrsfm, landmarks, found, regressor(latents))
-    return Observation(landmarks, found, torch.cat(parts["embedding"]), truth, q)
 
 
 def evaluation_target(q0: torch.Tensor, cfg: DictConfig, model: NRSfMModel) -> EditTarget:
@@ -174,49 +113,6 @@ def evaluation_target(q0: torch.Tensor, cfg: DictConfig, model: NRSfMModel) -> E
     return EditTarget(target, mask, ~free)
 
 
-def landmark_metrics(prefix: str, predicted: torch.Tensor, detected: torch.Tensor, image_size: tuple[int, int]) -> dict[str, float]:
-    """``prefix`` in normalised units, px^2, mean px and NME over the rows given: (B, L, 2) x2."""
-    if len(predicted) == 0:
-        return {f"{prefix}": math.nan, f"{prefix} [px^2]": math.nan, f"{prefix} mean error [px]": math.nan, f"{prefix} NME": math.nan}
-    distances = landmark_distances(predicted, detected, image_size)
-    normaliser, _ = nme_normaliser(detected, image_size)
-    return {
-        prefix: float(landmark_squared_error(predicted, detected).mean()),
-        f"{prefix} [px^2]": float(distances.square().mean(-1).mean()),
-        f"{prefix} mean error [px]": float(distances.mean()),
-        f"{prefix} NME": float((distances.mean(-1) / normaliser).mean()),
-    }
-
-
-def truth_metrics(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], requested_deg: torch.Tensor,
-                  spread: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Achieved vs requested rotation (degrees) and how far expression and identity moved (see the module docstring).
-
-    Args:
-        before, after: ground truth of the original and edited faces (rotation_deg (B, 3), expression, identity).
-        requested_deg: (B, 3) requested change of (pitch, yaw, roll) in degrees.
-        spread: per key the (E,) std of the coefficients over the original faces.
-    """
-    achieved = true_rotation_change(before, after)
-    error = achieved - requested_deg.float()
-    metrics: dict[str, float] = {}
-    for i, name in enumerate(ROTATION_NAMES):
-        metrics[f"{name} requested, median |.| [deg]"] = _median(requested_deg[:, i].abs())
-        metrics[f"{name} median |achieved - requested| [deg]"] = _median(error[:, i].abs())
-        metrics[f"{name} mean achieved - requested [deg]"] = float(error[:, i].mean())
-        metrics[f"{name} slope achieved/requested"] = _slope(achieved[:, i], requested_deg[:, i])
-    for key in ("expression", "identity"):
-        moved = coefficients_moved(before[key], after[key], spread[key])
-        metrics[f"true {key} moved, mean [std]"] = float(moved.mean())
-        metrics[f"true {key} moved, median [std]"] = _median(moved)
-    return metrics
-
-
-def coefficients_moved(before: torch.Tensor, after: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
-    """(B,) per face the RMS over coefficients of |after - before| / spread: (B, E), (B, E), (E,)."""
-    return ((after - before) / spread.clamp_min(1e-12)).square().mean(-1).sqrt()
-
-
 def random_step_metrics(generator, latent_space: str, truncation_psi: float, latent0: torch.Tensor, latent: torch.Tensor,
                         before: dict[str, torch.Tensor], spread: dict[str, torch.Tensor], seed: int = 0) -> dict[str, float]:
     """The scale for "barely moves": how far the true expression and identity move (median, as in
@@ -230,120 +126,24 @@ def random_step_metrics(generator, latent_space: str, truncation_psi: float, lat
     with torch.no_grad():
         parts = [generator.ground_truth(generator.to_ws(chunk, latent_space, truncation_psi)) for chunk in step.split(256)]
     return {f"true {key} moved by a random step of the same length, median [std]":
-            _median(coefficients_moved(before[key], torch.cat([part[key] for part in parts]).float(), spread[key]))
+            median(coefficients_moved(before[key], torch.cat([part[key] for part in parts]).float(), spread[key]))
             for key in ("expression", "identity")}
 
 
-@dataclass
-class RotationChange:
-    """Per-face change of (pitch, yaw, roll) in degrees, for the faces found in the original and the edit.
-
-    Attributes:
-        index: (B,) positions of these faces among the evaluated ones (face i is seed ``seed + i``).
-        requested: (B, 3) target minus phi(w0).
-        on_image: (B, 3) as the detector and the NRSfM model see it: the angles of the edit's
-            `Observation.q` minus the original's, model degrees.
-        true: (B, 3) the generator's truth (wrapped to +-180), or None.
-    """
-
-    index: torch.Tensor
-    requested: torch.Tensor
-    on_image: torch.Tensor
-    true: torch.Tensor | None
-
-
-def rotation_change(model: NRSfMModel, q0: torch.Tensor, target_q: torch.Tensor,
-                    original: Observation, edited: Observation) -> RotationChange:
-    """The RotationChange of B edited faces: q0 = phi(w0) and target_q (B, D), both observations of the B faces."""
-    both = original.found & edited.found
-    angles = model.layout.rotation
-    requested = torch.rad2deg(target_q.to(q0)[both, angles] - q0[both, angles])
-    on_image = torch.rad2deg(edited.q[both, angles] - original.q[both, angles]).to(requested)
-    true = None
-    if original.truth is not None and edited.truth is not None:
-        true = true_rotation_change(original.truth, edited.truth)[both].to(requested)
-    return RotationChange(both.nonzero().flatten(), requested, on_image, true)
-
-
-def image_rotation_metrics(change: RotationChange) -> dict[str, float]:
-    """Per axis: median |achieved on the image - requested| in model degrees, and with truth the slope
-    sum(true * on_image) / sum(on_image^2): how many true degrees one degree of the model (as measured
-    on images) is worth, the detector's and the factorization's calibration, which no editor can fix."""
-    if len(change.requested) == 0:
-        return {}
-    metrics: dict[str, float] = {}
-    for i, name in enumerate(ROTATION_NAMES):
-        achieved, requested = change.on_image[:, i], change.requested[:, i]
-        metrics[f"{name} on the image, median |achieved - requested| [model deg]"] = _median((achieved - requested).abs())
-        if change.true is not None:
-            metrics[f"{name} true deg per model deg on the image"] = _slope(change.true[:, i], achieved)
-    return metrics
-
-
-def plot_rotation_changes(changes: dict[str, RotationChange], path: Path) -> Path:
-    """One column per method: achieved against requested yaw change per face (top; the diagonal is a
-    perfect edit) and histograms of achieved - requested (bottom), on the image (model degrees) and,
-    with truth, true. Written atomically."""
-    figure = Figure(figsize=(4.4 * len(changes), 7.6))
-    FigureCanvasAgg(figure)
-    yaw = ROTATION_NAMES.index("yaw")
-    for column, (method, change) in enumerate(changes.items()):
-        series = {"on the image (model deg)": change.on_image[:, yaw]}
-        if change.true is not None:
-            series["true"] = change.true[:, yaw]
-        requested = change.requested[:, yaw]
-        scatter = figure.add_subplot(2, len(changes), column + 1)
-        errors = figure.add_subplot(2, len(changes), len(changes) + column + 1)
-        for label, achieved in series.items():
-            scatter.scatter(requested.cpu().numpy(), achieved.cpu().numpy(), s=9, alpha=0.6, label=label)
-            errors.hist((achieved - requested).cpu().numpy(), bins=20, alpha=0.5, label=label)
-        low, high = (min(0.0, float(requested.min())), max(1.0, float(requested.max()))) if len(requested) else (0.0, 1.0)
-        scatter.plot([low, high], [low, high], color="black", linewidth=0.8)
-        scatter.set(title=f"{method}: yaw", xlabel="requested change [deg]", ylabel="achieved change [deg]")
-        errors.axvline(0.0, color="black", linewidth=0.8)
-        errors.set(title=f"{method}: yaw, achieved - requested", xlabel="[deg]", ylabel="faces")
-        for axes in (scatter, errors):
-            axes.legend(fontsize=7, loc="upper left")
-    figure.tight_layout()
-    return save_png_atomic(figure, path)
-
-
-def rotation_rows(changes: dict[str, RotationChange], first_seed: int) -> tuple[list[str], list[list[Any]]]:
-    """Header and one row per method and face (seed, then requested / on the image / true pitch, yaw, roll)."""
-    header = ["method", "seed"] + [f"{kind} {name} [deg]" for kind in ("requested", "on the image", "true") for name in ROTATION_NAMES]
-    rows = []
-    for method, change in changes.items():
-        true = change.true if change.true is not None else torch.full_like(change.requested, math.nan)
-        values = torch.cat([change.requested, change.on_image, true], 1).tolist()
-        rows += [[method, first_seed + int(i), *row] for i, row in zip(change.index, values)]
-    return header, rows
-
-
-def true_rotation_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(B, 3) true change of (pitch, yaw, roll) in degrees, wrapped to +-180."""
-    return torch.remainder(after["rotation_deg"] - before["rotation_deg"] + 180.0, 360.0) - 180.0
-
-
-def run_editor(method: str, cfg: DictConfig, generator, identity, regressor, latent0: torch.Tensor, target: EditTarget,
-               metric: torch.Tensor | None = None) -> torch.Tensor:
-    """Edited latents (B, *S) of `method` (its config is ``cfg[method]``) on the rows ``cfg.rows`` of ws, in
-    batches with a progress bar; `metric` is the linear editor's (``editing.session.latent_metric``)."""
-    editor: Callable = instantiate(cfg[method])
-    rows = editable_rows(cfg)
-    if method == "linear":
-        return editor(regressor, latent0, target, metric=metric, rows=rows).latent
-    batch_size = int(cfg.gradient_batch_size)
-    uses_identity = float(cfg[method].get("lambda_id", 0)) > 0
-    runtime = {"generator": generator, "identity": identity} if uses_identity else {}
+def edit_in_batches(method: str, cfg: DictConfig, models: dict[str, Any], latent0: torch.Tensor, target: EditTarget) -> torch.Tensor:
+    """Edited latents (B, *S) of `method` (its config is ``cfg[method]``), ``cfg.edit_batch_size`` faces at a time,
+    with a progress bar; ``gradient_start=linear`` starts every editor that takes a start from the linear edit."""
+    generator, regressor, identity, metric = (models[k] for k in ("generator", "regressor", "identity", "latent_metric"))
+    batch_size = int(cfg.edit_batch_size)
     latents = []
-    for start in tqdm(range(0, len(latent0), batch_size), desc=f"{method} edits", unit="batch"):
-        batch = slice(start, start + batch_size)
-        part = EditTarget(target.q[batch], target.mask, target.constrained)
+    for start in tqdm(range(0, len(latent0), batch_size), desc=f"{method} edits", unit="batch", leave=False):
+        faces = slice(start, start + batch_size)
+        part = EditTarget(target.q[faces], target.mask, target.constrained)
         begin = None
-        if cfg.gradient_start == "linear":
-            begin = linear_edit(regressor, latent0[batch], part, **{k: v for k, v in OmegaConf.to_container(cfg.linear).items()
-                                                                       if k in ("num_steps", "damping")}, metric=metric, rows=rows).latent
-        latents.append(editor(regressor, latent0[batch], part, start=begin, rows=rows, **runtime).latent)
+        if cfg.gradient_start == "linear" and method != "linear":
+            begin = apply_editor(cfg, generator, regressor, latent0[faces], part, editor=cfg.linear, metric=metric).latent
+        latents.append(apply_editor(cfg, generator, regressor, latent0[faces], part, editor=cfg[method], identity=identity,
+                                    metric=metric, start=begin).latent)
     return torch.cat(latents)
 
 
@@ -351,7 +151,7 @@ def edit_and_observe(method: str, cfg: DictConfig, models: dict[str, Any], laten
                      target: EditTarget) -> tuple[torch.Tensor, Observation]:
     """Edit latent0 (B, *S) with `method`; returns the edited latents (B, *S) and what their images show."""
     generator, regressor, detector, identity = (models[k] for k in ("generator", "regressor", "detector", "identity"))
-    latent = run_editor(method, cfg, generator, identity, regressor, latent0, target, models["latent_metric"])
+    latent = edit_in_batches(method, cfg, models, latent0, target)
     if not torch.isfinite(latent).all():
         raise UserError(f"{method} editing diverged (non-finite latents); lower its step size or add damping")
     return latent, observe(generator, detector, identity, regressor, latent, float(cfg.truncation_psi),
@@ -376,7 +176,7 @@ def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.
     phi_error = ((q_edit[:, rows] - target.q.to(q_edit)[:, rows]) / model.q_std.to(q_edit)[rows]).square().mean(-1)
     step = (latent - latent0).flatten(1).norm(dim=-1)
     metrics: dict[str, float] = {"faces": len(latent0), "faces without a detected face (original or edit)": int((~both).sum()),
-                                 "latent step |w_edit - w0|, median": _median(step)}
+                                 "latent step |w_edit - w0|, median": median(step)}
     metrics.update(landmark_metrics("L_L(w)", predicted0[original.found], original.landmarks[original.found], size))
     metrics.update(landmark_metrics("L_L(w_edit)", predicted[edited.found], edited.landmarks[edited.found], size))
     metrics["L_phi [std^2]"] = float(phi_error.mean())
@@ -393,46 +193,6 @@ def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.
     return metrics, change
 
 
-def preset_correlations(regressor, latent0: torch.Tensor, truth: dict[str, torch.Tensor], expression_names) -> dict[str, dict[str, float]]:
-    """Pearson r of each derived direction's coordinate (from phi(w0)) with each true expression coefficient."""
-    directions = derive_expression_directions(regressor.nrsfm)
-    with torch.no_grad():
-        coordinates = expression_coordinates(regressor(latent0).double(), regressor.nrsfm, directions)
-    values = torch.cat([coordinates, truth["expression"].double()], 1).T
-    correlation = torch.corrcoef(values)
-    num = coordinates.shape[1]
-    return {name: {true_name: float(correlation[i, num + j]) for j, true_name in enumerate(expression_names)}
-            for i, name in enumerate(directions)}
-
-
-def format_table(header: list[str], rows: list[list[Any]], markdown: bool) -> str:
-    """Rows of cells as aligned text or a Markdown table; floats with 4 significant digits."""
-    cells = [[_cell(value) for value in row] for row in rows]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
-    widths = [max(len(str(h)), *(len(row[i]) for row in cells)) for i, h in enumerate(header)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths))]
-    return "\n".join(lines + ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]) + "\n"
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` to a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
-def write_csv_atomic(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return write_text_atomic(path, buffer.getvalue())
-
-
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the editors of `cfg.methods` (see the module docstring); returns metrics and paths."""
     methods = list(cfg.methods)
@@ -444,7 +204,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"need at least 2 faces per method, got num_faces={cfg.num_faces}, num_faces_gradient={cfg.num_faces_gradient}")
     if cfg.gradient_start not in ("latent0", "linear"):
         raise UserError(f"gradient_start must be latent0 or linear, got {cfg.gradient_start!r}")
-    for name in ("batch_size", "gradient_batch_size"):
+    for name in ("batch_size", "edit_batch_size"):
         if int(cfg[name]) < 1:
             raise UserError(f"{name} must be at least 1, got {cfg[name]}")
     generator = load_generator(cfg)
@@ -467,14 +227,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for method in methods:
         n = counts[method]
         print(f"{method} editing on {n} faces (seeds {seeds[0]}..{seeds[n - 1]})")
-        edits[method] = edit_and_observe(method, cfg, models, latent0[:n], _first(target, n))
-        results[method], changes[method] = method_metrics(models, latent0[:n], edits[method][0], _first(target, n),
-                                                          _first(original, n), edits[method][1], spread)
+        edits[method] = edit_and_observe(method, cfg, models, latent0[:n], first_targets(target, n))
+        results[method], changes[method] = method_metrics(models, latent0[:n], edits[method][0], first_targets(target, n),
+                                                          first_faces(original, n), edits[method][1], spread)
     if set(methods) == set(METHODS) and counts["gradient"] < counts["linear"]:
         n = counts["gradient"]  # linear on the gradient editor's faces, for a like-for-like comparison
         latent, edited = edits["linear"]
-        results[f"linear (first {n})"], _ = method_metrics(models, latent0[:n], latent[:n], _first(target, n), _first(original, n),
-                                                           _first(edited, n), spread)
+        results[f"linear (first {n})"], _ = method_metrics(models, latent0[:n], latent[:n], first_targets(target, n), first_faces(original, n),
+                                                           first_faces(edited, n), spread)
         methods = ["linear", f"linear (first {n})", "gradient"]
     out_dir = output_dir(cfg, "evaluate", generator.name)
     protocol = ("random target (yaw +-{yaw_deg}, pitch +-{pitch_deg} deg{expr})".format(
@@ -508,30 +268,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return {"metrics": results, "presets": correlations, "out_dir": out_dir, **paths}
 
 
-def _first(item, n: int):
-    """The first n faces of an EditTarget or an Observation."""
-    if isinstance(item, EditTarget):
-        return EditTarget(item.q[:n], item.mask, item.constrained)
-    truth = {k: v[:n] for k, v in item.truth.items()} if item.truth is not None else None
-    return Observation(item.landmarks[:n], item.found[:n], item.embedding[:n], truth, item.q[:n])
-
-
-def _slope(y: torch.Tensor, x: torch.Tensor) -> float:
-    """Least-squares slope of y on x through the origin, sum(x y) / sum(x^2); NaN when x is all (near) zero."""
-    x, y = x.double(), y.double()
-    energy = float(x.square().sum())
-    return float((x * y).sum()) / energy if energy > 1e-9 else math.nan
-
-
-def _median(values: torch.Tensor) -> float:
-    """The median (mean of the two middle values for an even count; torch.median takes the lower one)."""
-    return float(values.double().quantile(0.5))
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
+def first_targets(target: EditTarget, n: int) -> EditTarget:
+    """The first n faces of `target`."""
+    return EditTarget(target.q[:n], target.mask, target.constrained)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
@@ -541,4 +280,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch("editing.evaluate", "evaluate")

@@ -20,7 +20,7 @@ from torch import nn
 
 from editing.attributes import EditTarget
 from editing.latents import row_mask
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 from backbones.generator import Generator
 from editing.compatibility import latent_shape_of
 from editing.outputs import load_latents
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 
 def latents_from_seeds(generator: Generator, seeds: Sequence[int], latent_space: str, truncation_psi: float = 1.0) -> torch.Tensor:

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from nrsfm.errors import UserError
-from nrsfm.model import save_npz_atomic
-from nrsfm.shapes import check_finite, check_shape
+from common.errors import UserError
+from common.shapes import check_finite, check_shape
+from common.io import atomic_path, save_npz_atomic
 
 TARGET_COLOR = (40, 220, 60)
 ACHIEVED_COLOR = (235, 40, 40)
@@ -103,11 +103,9 @@ def side_by_side(original: torch.Tensor, edited: torch.Tensor, target_landmarks:
 def save_png(path: str | Path, image: np.ndarray) -> Path:
     """Write an (H, W, 3) uint8 image atomically as PNG; returns the path."""
     check_shape(image, ("H", "W", 3), "image")
-    path = _prepare(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
+    return Path(path)
 
 
 def interpolate_latents(latent0: torch.Tensor, latent1: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -127,14 +125,6 @@ def save_gif(path: str | Path, frames: torch.Tensor, frame_seconds: float = 0.08
     pixels = images_to_uint8(frames.flatten(0, 1))
     tiles = pixels.reshape(num_frames, batch, *pixels.shape[1:])
     strips = np.concatenate(list(tiles.transpose(1, 0, 2, 3, 4)), axis=2)
-    path = _prepare(path)
-    tmp = path.with_name(f".{path.stem}.tmp.gif")
-    iio.imwrite(tmp, strips, extension=".gif", duration=int(frame_seconds * 1000), loop=0)
-    tmp.replace(path)
-    return path
-
-
-def _prepare(path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, strips, extension=".gif", duration=int(frame_seconds * 1000), loop=0)
+    return Path(path)

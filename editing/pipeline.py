@@ -5,7 +5,7 @@ the cached result of sample -> fit -> train for the edit's generator. Each stage
 own ``run(cfg)`` with its own config (conf/sample.yaml, conf/fit.yaml, conf/train.yaml) composed
 with the overrides in `cfg.pipeline`, and each artifact sits under a path derived from every
 parameter, so a second call (or a call after a crash; the stages resume) rebuilds nothing:
-- dataset: `nrsfm.sample.default_dataset_path` (generator name and checksum, detector, N, seed, ...);
+- dataset: `sampling.sample.default_dataset_path` (generator name and checksum, detector, N, seed, ...);
 - NRSfM model: ``<dataset folder>/fit-K<K>-<hash of the resolved fit options>/model.npz``;
 - regressor: `regressor.train.default_regressor_path` (inputs, latent space, hyper-parameters).
 
@@ -14,8 +14,7 @@ parameter, so a second call (or a call after a crash; the stages resume) rebuild
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -23,8 +22,13 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nrsfm import fit, sample
+from nrsfm import fit
+from sampling import sample
 from regressor import train
+from common.hashing import config_digest
+
+
+logger = logging.getLogger(__name__)
 
 
 def compose_stage(config_name: str, overrides: Sequence[str]) -> DictConfig:
@@ -56,7 +60,7 @@ def fit_dir_for(samples: Path, fit_cfg: DictConfig) -> Path:
     over every option that changes the fit (so a changed default never reuses an old model)."""
     resolved = OmegaConf.to_container(fit_cfg, resolve=True)
     options = {key: resolved[key] for key in ("nrsfm", "num_basis", "dtype")}
-    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    digest = config_digest(options, 8)
     return samples.parent / f"fit-K{fit_cfg.num_basis}-{digest}"
 
 
@@ -77,17 +81,17 @@ def ensure_regressor(cfg: DictConfig) -> Path:
     sample_cfg = sample_config(cfg)
     samples = Path(sample_cfg.out) if sample_cfg.out is not None else sample.default_dataset_path(sample_cfg)
     if not samples.is_file():
-        print(f"building the sampling dataset {samples} (python -m nrsfm.sample)")
+        logger.info(f"building the sampling dataset {samples} (python -m sampling.sample)")
         sample.run(sample_cfg)
     fit_cfg = fit_config(cfg, samples)
     fit_dir = Path(fit_cfg.out_dir)
     if not ((fit_dir / "model.npz").is_file() and (fit_dir / "attributes.npz").is_file()):
-        print(f"fitting the NRSfM model into {fit_dir} (python -m nrsfm.fit)")
+        logger.info(f"fitting the NRSfM model into {fit_dir} (python -m nrsfm.fit)")
         fit.run(fit_cfg)
     train_cfg = compose_stage("train", [f"paths.work_dir={cfg.paths.work_dir}", f"data.samples={samples}",
                                         f"data.nrsfm_dir={fit_dir}", f"latent_space={cfg.latent_space}", *pipeline.train])
     path = train.default_regressor_path(train_cfg)
     if not path.is_file():
-        print(f"training the regressor into {path.parent} (python -m regressor.train)")
+        logger.info(f"training the regressor into {path.parent} (python -m regressor.train)")
         train.run(train_cfg)
     return path

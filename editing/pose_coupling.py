@@ -17,7 +17,7 @@ import torch
 
 from editing.attributes import EditTarget
 from nrsfm.model import AttributeLayout
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 
 def pose_coupling(q: torch.Tensor, layout: AttributeLayout) -> torch.Tensor:

@@ -38,7 +38,7 @@ import torch
 from torch.func import jacrev
 
 from nrsfm.model import NRSfMModel
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 
 PRESET_NAMES = ("smile", "mouth_open", "brows_raised")
 NUM_IBUG_LANDMARKS = 68

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from editing.attributes import edit_target, flatten_changes
 from editing.latents import latents_from_seeds
 from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
-from nrsfm.errors import UserError, exit_on_user_error
+from common.cli import exit_on_user_error, launch
+from common.errors import UserError
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -45,4 +46,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch("editing.sample", "conditional")

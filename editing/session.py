@@ -10,9 +10,7 @@ A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) h
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +28,10 @@ from editing.pipeline import ensure_regressor
 from editing.pose_coupling import couple_held_alpha, pose_coupling
 from editing.presets import PRESET_NAMES, ExpressionDirection, attribute_sample, derive_expression_directions
 from editing.render import write_edit_outputs
-from nrsfm.errors import UserError
-from nrsfm.sample import build, check_config_complete
+from common.errors import UserError
+from common.cli import build, check_config_complete
 from regressor.export import load_attribute_regressor
+from common.hashing import config_digest
 
 CHOICES = {"latent_metric": ("spread", "euclidean"), "hold_alpha": ("fixed", "coupled")}
 
@@ -110,18 +109,28 @@ def editable_rows(cfg: DictConfig) -> list[int] | None:
     return [int(cfg.rows)] if isinstance(cfg.rows, int) else [int(row) for row in cfg.rows]
 
 
-def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, latent0: torch.Tensor, target: EditTarget):
-    """Run the editor of `cfg.edit` on the rows of ws ``cfg.rows`` (null: all); editors that take ``generator``
-    and ``identity`` get them (the identity network is built only when its term is on), editors that take
-    ``metric`` get `latent_metric`. Returns a LinearEdit or GradientEdit."""
-    editor = instantiate(cfg.edit)
-    parameters = inspect.signature(editor).parameters
+def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, latent0: torch.Tensor, target: EditTarget,
+                 editor: DictConfig | None = None, identity: nn.Module | None = None, metric: torch.Tensor | None = None,
+                 start: torch.Tensor | None = None):
+    """Run an editor on latent0 (B, *S) toward `target`, the one way every command calls one.
+
+    `editor` is a conf/edit node (default ``cfg.edit``); it changes only the rows of ws ``cfg.rows``
+    (null: all). What the editor's signature asks for is added: ``metric`` (default
+    `latent_metric`), ``start`` (a latent to start from), and ``generator`` with ``identity`` when
+    its identity term is on (``lambda_id`` > 0; default built from ``cfg.identity``). Returns a
+    LinearEdit or GradientEdit.
+    """
+    editor_cfg = cfg.edit if editor is None else editor
+    edit = instantiate(editor_cfg)
+    parameters = inspect.signature(edit).parameters
     runtime: dict[str, Any] = {"rows": editable_rows(cfg)}
     if "metric" in parameters:
-        runtime["metric"] = latent_metric(cfg, generator)
-    if "generator" in parameters and "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0:
-        runtime.update(generator=generator, identity=build(cfg.identity, "identity network"))
-    return editor(regressor, latent0.to(regressor.nrsfm.q_mean.dtype), target, **runtime)
+        runtime["metric"] = metric if metric is not None else latent_metric(cfg, generator)
+    if "start" in parameters and start is not None:
+        runtime["start"] = start
+    if "identity" in parameters and float(editor_cfg.get("lambda_id", 0)) > 0:
+        runtime.update(generator=generator, identity=identity if identity is not None else build(cfg.identity, "identity network"))
+    return edit(regressor, latent0.to(regressor.nrsfm.q_mean.dtype), target, **runtime)
 
 
 def output_dir(cfg: DictConfig, command: str, generator_name: str) -> Path:
@@ -130,7 +139,7 @@ def output_dir(cfg: DictConfig, command: str, generator_name: str) -> Path:
         return Path(cfg.out_dir)
     request = OmegaConf.to_container(cfg, resolve=True)
     request.pop("paths", None)
-    digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    digest = config_digest(request, 10)
     return Path(cfg.paths.work_dir) / command / f"{generator_name}-{digest}"
 
 

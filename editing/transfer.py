@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from editing.attributes import transfer_target
 from editing.latents import resolve_faces
 from editing.session import apply_editor, finish, hold_alpha, load_generator, load_regressor
-from nrsfm.errors import exit_on_user_error
+from common.cli import exit_on_user_error, launch
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -46,4 +46,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch("editing.transfer", "transfer")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 
 
 def camera_to_intrinsics_rotation(camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 
 NOSE_TIP_INDEX = {68: 30, 468: 1}
 

@@ -49,7 +49,7 @@ from nrsfm.camera import camera_to_intrinsics_rotation, inverse_3x3, nearest_rot
 from nrsfm.facing import faces_camera, nose_tip_index
 from nrsfm.geometry import matrix_to_euler_angles
 from nrsfm.model import NRSfMModel
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 MIN_STD = 1e-6
 CAMERA_PENALTY = 0.2

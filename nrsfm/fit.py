@@ -3,7 +3,7 @@
 The dataset key is `samples`, not `data` as docs/ARCHITECTURE.md writes: `conf/data/` is a config
 group (the regressor's data module), so Hydra reads ``data=...`` as a group choice and refuses it.
 
-Reads the sampling dataset (`nrsfm.dataset.read_samples`), factorizes the landmarks of the found
+Reads the sampling dataset (`sampling.dataset.read_samples`), factorizes the landmarks of the found
 samples (`nrsfm.factorize.factorize`, options in `conf/nrsfm/`), and writes atomically into
 `out_dir` (default: the dataset's folder), as docs/ARCHITECTURE.md ("NRSfM fit outputs") says:
 - ``model.npz``: the NRSfMModel, metadata with landmarks (detector), num_landmarks, generator,
@@ -14,7 +14,6 @@ samples (`nrsfm.factorize.factorize`, options in `conf/nrsfm/`), and writes atom
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 from pathlib import Path
@@ -25,20 +24,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nrsfm.dataset import read_samples
-from nrsfm.errors import UserError, exit_on_user_error
-from nrsfm.model import FORMAT_VERSION, save_npz_atomic
+from sampling.dataset import dataset_checksum, read_samples
+from common.cli import exit_on_user_error, launch
+from common.errors import UserError
+from common.io import save_npz_atomic
+from nrsfm.model import FORMAT_VERSION
 from nrsfm.plot import plot_model
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def dataset_checksum(seeds: np.ndarray, landmarks: np.ndarray, found: np.ndarray) -> str:
-    """First 16 hex digits of a SHA-256 over seeds (N,), landmarks (N, L, 2) and found (N,)."""
-    digest = hashlib.sha256()
-    for array in (seeds.astype(np.int64), landmarks.astype(np.float32), found.astype(bool)):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -106,4 +99,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch("nrsfm.fit", "fit")

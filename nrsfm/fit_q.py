@@ -18,7 +18,7 @@ from torch.func import jacfwd, vmap
 from nrsfm.camera import camera_to_intrinsics_rotation, inverse_3x3
 from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
 from nrsfm.model import NRSfMModel
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 
 def fit_q(

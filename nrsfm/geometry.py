@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 
 
 def euler_angles_to_matrix(theta: torch.Tensor) -> torch.Tensor:

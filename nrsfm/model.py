@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from nrsfm.errors import UserError
+from common.errors import UserError
+from common.io import save_npz_atomic
 from nrsfm.geometry import euler_angles_to_matrix
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 
 FORMAT_VERSION = 1
 
@@ -152,13 +153,3 @@ def render(q: torch.Tensor, model: NRSfMModel) -> torch.Tensor:
     camera = intrinsics @ euler_angles_to_matrix(q[..., layout.rotation])[..., :2, :]
     shape = model.shape_3d(q[..., layout.alpha])
     return shape @ camera.transpose(-1, -2) + q[..., None, layout.translation]
-
-
-def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
-    """`np.savez_compressed` to a temporary name in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
-    tmp.replace(path)

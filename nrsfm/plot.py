@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from common.io import save_png_atomic
 from nrsfm.model import NRSfMModel
 
 VIEWS = {"front (x, y)": (0, 1), "side (z, y)": (2, 1), "top (x, z)": (0, 2)}
@@ -43,16 +44,6 @@ def plot_model(model: NRSfMModel, path: str | Path, num_columns: int = 4) -> Non
                     angles="xy", scale_units="xy", scale=1.0, color="tab:red", width=0.004)
     figure.tight_layout()
     save_png_atomic(figure, path)
-
-
-def save_png_atomic(figure: Figure, path: str | Path, dpi: int = 80) -> Path:
-    """Write `figure` as a PNG to a temporary file next to `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png", dpi=dpi)
-    tmp.replace(path)
-    return path
 
 
 def _scatter(axes, shape: np.ndarray, axes_index: tuple[int, int], title: str) -> None:

@@ -18,11 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from nrsfm.dataset import Samples, read_samples
-from nrsfm.errors import UserError
-from nrsfm.fit import dataset_checksum
+from sampling.dataset import Samples, dataset_checksum, read_samples
+from common.errors import UserError
 from nrsfm.model import NRSfMModel
-from nrsfm.shapes import check_finite
+from common.shapes import check_finite
 
 LATENT_SPACES = ("z", "w", "w+")
 SPLIT_NAMES = ("train", "val", "test")
@@ -81,7 +80,7 @@ def load_regression_data(
     check_finite(latents[found], f"{latent_space} latents of found samples in {samples_path}")
     check_finite(samples.landmarks[found], f"landmarks of found samples in {samples_path}")
     if found.sum() < 3:
-        raise UserError(f"{samples_path} has {int(found.sum())} samples with a face; sample more with `python -m nrsfm.sample`")
+        raise UserError(f"{samples_path} has {int(found.sum())} samples with a face; sample more with `python -m sampling.sample`")
     truth = samples.truth.get("rotation_deg")
     return RegressionData(
         seeds=torch.from_numpy(samples.seeds[found].astype(np.int64)),

@@ -18,10 +18,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from nrsfm.errors import UserError
+from common.errors import UserError
 from nrsfm.model import NRSfMModel
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 from regressor.mlp import AttributeMLP
+from common.io import atomic_path
 
 FORMAT_VERSION = 2  # 2: the MLP is an ensemble (`members`)
 NRSFM_ARRAYS = ("mean_shape", "directions", "basis", "q_mean", "q_std")
@@ -71,9 +72,8 @@ def save_attribute_regressor(path: str | Path, regressor: AttributeRegressor) ->
         "latent_shape": list(regressor.latent_shape),
         "metadata": json.dumps(regressor.metadata),
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 

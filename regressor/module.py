@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import pytorch_lightning as pl
 import torch
 
-from nrsfm.errors import UserError
+from common.errors import UserError
 from nrsfm.model import NRSfMModel
 from regressor.export import AttributeRegressor
 from regressor.mlp import AttributeMLP

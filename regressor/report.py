@@ -5,9 +5,8 @@ Metrics (all on the test split's found samples):
   R(phi(w)) and the detected landmarks, in normalised image units (the training loss);
   `landmark_loss_px2` the same in pixels^2 at the dataset's image size; `mean_error_px` the mean
   2D distance in pixels; `fit_landmark_loss` the same loss for R(q_fit), the NRSfM model's own fit.
-- `nme`: per sample, mean 2D distance divided by a normaliser, averaged over samples. With 68
-  landmarks the normaliser is the inter-ocular distance between the outer eye corners (36, 45);
-  with any other L it is the diagonal of the landmarks' bounding box (`nme_normaliser` says which).
+- `nme`: the project's NME (`common.landmarks.nme`) of R(phi(w)) against the detected landmarks,
+  mean over samples; `nme_normaliser` names the face size it divides by.
 - `attributes`: per entry of q, the mean absolute error of phi against the factorizer's q, in the
   entry's unit (rotations in degrees), and relative to the spread (std) of that entry.
 - `rotation_vs_truth` (datasets with truth/rotation_deg): the factorizer's frame is defined only up
@@ -33,30 +32,13 @@ import torch
 from matplotlib.figure import Figure
 
 from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
-from nrsfm.plot import save_png_atomic
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 from regressor.data import RegressionData
 from regressor.export import AttributeRegressor
+from common.io import save_png_atomic, write_text_atomic
+from common.landmarks import face_size_name, landmark_distances, nme
 
-OUTER_EYE_CORNERS = (36, 45)
 ROTATION_NAMES = ("pitch", "yaw", "roll")
-
-
-def landmark_distances(predicted: torch.Tensor, target: torch.Tensor, image_size: tuple[int, int] | None) -> torch.Tensor:
-    """2D distances per landmark, in pixels if `image_size` (H, W) is given: (B, L, 2) x2 -> (B, L)."""
-    scale = torch.ones(2, dtype=predicted.dtype) if image_size is None else torch.tensor(image_size[::-1], dtype=predicted.dtype)
-    return ((predicted - target) * scale).norm(dim=-1)
-
-
-def nme_normaliser(landmarks: torch.Tensor, image_size: tuple[int, int] | None) -> tuple[torch.Tensor, str]:
-    """Per-sample normaliser (B,) of landmarks (B, L, 2) and its description (see module docstring)."""
-    check_shape(landmarks, ("B", "L", 2), "landmarks")
-    scale = torch.ones(2, dtype=landmarks.dtype) if image_size is None else torch.tensor(image_size[::-1], dtype=landmarks.dtype)
-    points = landmarks * scale
-    if landmarks.shape[1] == 68:
-        return (points[:, OUTER_EYE_CORNERS[0]] - points[:, OUTER_EYE_CORNERS[1]]).norm(dim=-1), "inter-ocular distance (outer eye corners 36, 45)"
-    extent = points.amax(1) - points.amin(1)
-    return extent.norm(dim=-1), "landmark bounding-box diagonal"
 
 
 def fit_global_rotation(rotation_pred: torch.Tensor, rotation_true: torch.Tensor) -> torch.Tensor:
@@ -100,7 +82,6 @@ def evaluate_regressor(regressor: AttributeRegressor, data: RegressionData, spli
     predicted, fitted = model(q_pred[rows]), model(q_fit)
     image_size = data.image_size
     distances_px = landmark_distances(predicted, landmarks, image_size)
-    normaliser, normaliser_name = nme_normaliser(landmarks, image_size)
     report: dict[str, Any] = {
         "split": split,
         "num_samples": len(rows),
@@ -109,8 +90,8 @@ def evaluate_regressor(regressor: AttributeRegressor, data: RegressionData, spli
         "landmark_loss": float(landmark_distances(predicted, landmarks, None).square().mean()),
         "landmark_loss_px2": float(distances_px.square().mean()) if image_size else None,
         "mean_error_px": float(distances_px.mean()) if image_size else None,
-        "nme": float((distances_px.mean(-1) / normaliser).mean()),
-        "nme_normaliser": normaliser_name,
+        "nme": float(nme(predicted, landmarks, image_size).mean()),
+        "nme_normaliser": face_size_name(landmarks.shape[1]),
         "fit_landmark_loss": float(landmark_distances(fitted, landmarks, None).square().mean()),
         "attributes": attribute_errors(q_pred[rows], q_fit, model.layout.names()),
     }
@@ -226,8 +207,4 @@ def plot_row_importance(report: dict[str, Any], path: str | Path) -> None:
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:
     """Write `report` as JSON atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, allow_nan=True))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(report, indent=2, allow_nan=True))

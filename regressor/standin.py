@@ -19,9 +19,10 @@ import h5py
 import numpy as np
 import torch
 
-from nrsfm.fit import dataset_checksum
 from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
-from nrsfm.model import AttributeLayout, NRSfMModel, save_npz_atomic
+from common.io import save_npz_atomic
+from nrsfm.model import AttributeLayout, NRSfMModel
+from sampling.dataset import dataset_checksum
 
 
 @dataclass(frozen=True)

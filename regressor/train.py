@@ -11,8 +11,6 @@ Outputs go to `output_dir` (default `default_regressor_path(cfg).parent`, a fold
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -24,10 +22,12 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nrsfm.errors import UserError, exit_on_user_error
+from common.cli import exit_on_user_error, launch
+from common.errors import UserError
 from regressor.data import detector_name
 from regressor.export import save_attribute_regressor
 from regressor.report import evaluate_regressor, format_report, plot_report, plot_row_importance, write_report
+from common.hashing import config_digest
 
 EXPORT_NAME = "regressor.pt"
 
@@ -59,7 +59,7 @@ def default_regressor_path(cfg: DictConfig) -> Path:
     key = {"samples": str(samples), "nrsfm_dir": str(Path(cfg.data.nrsfm_dir).resolve()),
            "latent_space": cfg.latent_space, "regressor": regressor, "batch_size": cfg.data.batch_size,
            "split": [list(cfg.data.split_fractions), cfg.data.split_seed], "seed": cfg.seed}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    digest = config_digest(key, 10)
     name = f"{samples.stem}-{cfg.latent_space.replace('+', 'plus')}-{regressor['width']}x{regressor['depth']}-{digest}"
     return Path(cfg.paths.work_dir) / "regressor" / name / EXPORT_NAME
 
@@ -158,4 +158,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    launch("regressor.train", "train")

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from backbones.identity.base import check_images, raise_if_missing
-from nrsfm.errors import UserError
-from nrsfm.shapes import check_finite, check_shape
+from common.errors import UserError
+from common.shapes import check_finite, check_shape
 
 # dlib's get_face_chip_details template for shape_predictor_5 (unit square, before padding).
 DLIB_FIVE_POINT_TEMPLATE = (

@@ -26,7 +26,7 @@ from torch import nn
 
 from backbones.identity.alignment import ARCFACE_TEMPLATE_112, FacePointDetector, chip_geometry_or_centre, extract_chips, template_chip_to_image
 from backbones.identity.base import IdentityNetwork, check_missing_policy
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 DEFAULT_MODEL_NAME = "buffalo_l"
 DEFAULT_FILE_NAME = "w600k_r50.onnx"

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 MISSING_FACE_POLICIES = ("error", "centre")
 

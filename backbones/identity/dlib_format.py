@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 _FLOAT_SPECIAL = {32000: np.inf, 32001: -np.inf, 32002: np.nan}
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from backbones.identity.dlib_format import DlibLayer, read_dlib_network
-from nrsfm.errors import UserError
-from nrsfm.shapes import check_shape
+from common.errors import UserError
+from common.shapes import check_shape
+from common.io import atomic_path
 
 CACHE_FORMAT_VERSION = 1
 WEIGHTS_FILENAME = "dlib_face_recognition_resnet_model_v1.dat"
@@ -215,15 +215,8 @@ def _sha256(path: Path) -> str:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_dlib_resnet(weights_path: str | Path | None = None, cache_dir: str | Path | None = None) -> DlibResNet:

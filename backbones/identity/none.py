@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from backbones.identity.base import IdentityNetwork, check_images
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 
 
 class NoIdentity(IdentityNetwork):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 
 @dataclass

@@ -14,7 +14,7 @@ import dlib
 import numpy as np
 
 from backbones.landmarks.base import LandmarkDetector
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 

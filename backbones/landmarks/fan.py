@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from backbones.landmarks.base import Detections, LandmarkDetector
 from backbones.landmarks.dlib import HogFaceFinder
-from nrsfm.errors import UserError
-from nrsfm.shapes import check_shape
+from common.errors import UserError
+from common.shapes import check_shape
 
 WEIGHTS_FILE = "2DFAN4-cd938726ad.zip"
 WEIGHTS_URL = f"https://www.adrianbulat.com/downloads/python-fan/{WEIGHTS_FILE}"

@@ -15,7 +15,7 @@ import importlib
 import numpy as np
 
 from backbones.landmarks.base import LandmarkDetector
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 INSTALL_HINT = 'pip install -e ".[mediapipe]"'
 

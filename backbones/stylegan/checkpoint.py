@@ -22,7 +22,8 @@ import torch
 
 from backbones.stylegan.nvidia import build_generator
 from backbones.stylegan.wrapper import StyleGANGenerator
-from nrsfm.errors import UserError
+from common.errors import UserError
+from common.io import atomic_path
 
 CHECKPOINT_FORMAT = "rankone-edit/stylegan"
 CHECKPOINT_VERSION = 1
@@ -42,11 +43,8 @@ def checkpoint_dict(generator: StyleGANGenerator) -> dict[str, Any]:
 
 def save_stylegan_checkpoint(generator: StyleGANGenerator, path: str | Path) -> Path:
     """Write `checkpoint_dict(generator)` to `path` atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(checkpoint_dict(generator), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint_dict(generator), tmp)
     return path
 
 

@@ -25,7 +25,7 @@ from backbones.stylegan.nvidia import generator_from_record
 from backbones.stylegan.rosinality import generator_from_rosinality, is_rosinality_checkpoint
 from backbones.stylegan.safe_pickle import PersistentRecord, read_network_pickle
 from backbones.stylegan.wrapper import StyleGANGenerator, check_noise_mode, check_truncation_psi
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 OFFICIAL_CHECKPOINTS = {
     "stylegan2": "stylegan2-ffhq-1024x1024.pkl",

@@ -15,7 +15,7 @@ from backbones.stylegan.safe_pickle import PersistentRecord
 from backbones.stylegan.stylegan2 import StyleGAN2Generator
 from backbones.stylegan.stylegan3 import StyleGAN3Generator
 from backbones.stylegan.wrapper import StyleGANGenerator
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 GENERATOR_POSITIONAL_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
 

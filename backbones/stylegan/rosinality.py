@@ -31,7 +31,7 @@ import torch
 from backbones.stylegan.nvidia import build_generator
 from backbones.stylegan.ops import box_filter_2d
 from backbones.stylegan.wrapper import StyleGANGenerator
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 _NUM_MEAN_LATENTS = 4096
 RESAMPLE_TAPS = (1, 3, 3, 1)

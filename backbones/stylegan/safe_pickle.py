@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 _NUMPY_CORE = getattr(np, "_core", None) or np.core
 

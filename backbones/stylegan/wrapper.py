@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from backbones.generator import Generator
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 NOISE_MODES = ("const", "random", "none")
 

@@ -23,7 +23,7 @@ from backbones.synthetic.rasterizer import composite, interpolate, rasterize
 from backbones.synthetic.scene import NUM_CALIBRATION, NUM_WS, MappingNetwork, SceneDecoder, SceneParameters
 from backbones.synthetic.shading import apply_tone, background_gradient, lambert, sample_texture, tone_map, vertex_normals
 from nrsfm.geometry import euler_angles_to_matrix
-from nrsfm.shapes import check_finite, check_shape
+from common.shapes import check_finite, check_shape
 
 NOISE_MODES = ("const", "random", "none")
 # Where the midpoint between the eyes lands, as fractions of the image size (x, y).

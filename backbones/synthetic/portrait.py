@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 
 def portrait_image() -> np.ndarray:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 
 _DEPTH_LEVELS = 2**30
 _TRIANGLE_BITS = 20

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nrsfm.shapes import check_shape
+from common.shapes import check_shape
 
 GROUP_SIZES = {"identity": 16, "appearance": 6, "expression": 5, "rotation": 3, "framing": 3, "lighting": 10}
 NUM_WS = len(GROUP_SIZES)

@@ -10,7 +10,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from backbones.identity.arcface import ArcFaceIdentity, load_arcface_onnx, resolve_model_path  # noqa: E402
-from nrsfm.errors import UserError  # noqa: E402
+from common.errors import UserError  # noqa: E402
 
 
 def _tiny_iresnet(path, input_size: int = 112, channels: int = 8, features: int = 16, seed: int = 0) -> None:

@@ -12,7 +12,7 @@ dlib = pytest.importorskip("dlib")
 from backbones.identity.dlib_format import parse_dlib_network, read_dlib_network  # noqa: E402
 from backbones.identity.dlib_resnet import DlibResNet, add_zero_padded, default_weights_path, load_dlib_resnet  # noqa: E402
 from backbones.identity.alignment import models_dir  # noqa: E402
-from nrsfm.errors import UserError  # noqa: E402
+from common.errors import UserError  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from skimage import data
 
 from backbones.landmarks import Detections, images_to_uint8
 from backbones.landmarks.dlib import DlibDetector
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 
 @pytest.fixture(scope="module")

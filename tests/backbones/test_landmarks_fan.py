@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from skimage import data
 
 from backbones.landmarks.fan import WEIGHTS_FILE, FanDetector, crop_boxes, crop_images, heatmaps_to_landmarks
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 
 class MagentaFinder(torch.nn.Module):

@@ -21,7 +21,7 @@ from backbones.stylegan import (
 from backbones.stylegan.checkpoint import checkpoint_dict
 from backbones.stylegan.nvidia import generator_kwargs
 from backbones.stylegan.safe_pickle import PersistentRecord
-from nrsfm.errors import UserError
+from common.errors import UserError
 from test_stylegan_reference import generator_from_fixture, load_fixture
 
 GENERATOR_CONF = Path(conf.__file__).parent / "generator"

@@ -21,7 +21,7 @@ import torch
 
 from backbones.stylegan import UnsafePickleError, load_stylegan, read_network_pickle
 from backbones.stylegan.safe_pickle import PersistentRecord
-from nrsfm.errors import UserError
+from common.errors import UserError
 from test_stylegan_reference import TOLERANCE, generator_from_fixture, load_fixture, max_abs_error
 
 

@@ -14,7 +14,7 @@ import torch
 
 from backbones.stylegan import load_stylegan, load_stylegan3
 from backbones.stylegan.rosinality import rosinality_to_nvidia
-from nrsfm.errors import UserError
+from common.errors import UserError
 from test_stylegan_reference import TOLERANCE, fixture_state_dict, load_fixture, max_abs_error
 
 

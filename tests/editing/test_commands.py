@@ -10,7 +10,7 @@ from omegaconf import open_dict
 
 from editing import edit, sample, transfer
 from editing.outputs import load_latents
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
 

@@ -5,7 +5,7 @@ from omegaconf import ListConfig
 
 from editing.latents import latents_from_file, latents_from_seeds, resolve_faces
 from editing.outputs import save_latents
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 
 def test_seeds_in_every_space(generator):

@@ -4,7 +4,7 @@ import torch
 from editing.attributes import edit_target
 from editing.linear import latent_jacobian, linear_edit
 from editing_standins import TinyRegressor
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 
 def test_jacobian_matches_autograd(regressor, latents):

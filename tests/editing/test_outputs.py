@@ -5,7 +5,7 @@ import torch
 
 from editing.outputs import (ACHIEVED_COLOR, TARGET_COLOR, draw_landmarks, images_to_uint8, interpolate_latents,
                              load_latents, save_gif, save_latents, save_png, side_by_side)
-from nrsfm.errors import UserError
+from common.errors import UserError
 
 
 def test_latents_round_trip_in_nvidia_layout(tmp_path):

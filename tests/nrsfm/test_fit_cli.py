@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from nrsfm.errors import UserError
+from common.errors import UserError
 from nrsfm.fit import run
 from nrsfm.model import NRSfMModel
 from nrsfm.synthetic import synthetic_landmarks
@@ -17,7 +17,7 @@ NUM_SAMPLES = 300
 
 
 def write_dataset(path, num_samples=NUM_SAMPLES, seed=21):
-    """A small samples.h5 in the layout of nrsfm.dataset, landmarks from the synthetic model."""
+    """A small samples.h5 in the layout of sampling.dataset, landmarks from the synthetic model."""
     data = synthetic_landmarks(num_samples, num_landmarks=68, num_basis=6, noise=0.002, seed=seed, dtype=torch.float32)
     found = np.ones(num_samples, dtype=bool)
     found[[3, 17]] = False

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from nrsfm.errors import UserError
+from common.errors import UserError
 from nrsfm.model import NRSfMModel
 from regressor.data import load_regression_data, split_of_seeds
 from regressor.standin import write_standin

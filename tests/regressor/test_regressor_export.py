@@ -3,7 +3,7 @@ import argparse
 import pytest
 import torch
 
-from nrsfm.errors import UserError
+from common.errors import UserError
 from regressor.data import load_regression_data
 from regressor.export import AttributeRegressor, load_attribute_regressor, save_attribute_regressor
 from regressor.mlp import AttributeMLP

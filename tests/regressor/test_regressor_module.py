@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nrsfm.errors import UserError
+from common.errors import UserError
 from regressor.datamodule import LatentLandmarkDataModule
 from regressor.module import AttributeRegressorModule, landmark_squared_error
 

@@ -7,7 +7,7 @@ from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
 from regressor.data import load_regression_data
 from regressor.export import AttributeRegressor
 from regressor.mlp import AttributeMLP
-from regressor.report import evaluate_regressor, fit_global_rotation, nme_normaliser, plot_row_importance, rotation_errors, row_importance
+from regressor.report import evaluate_regressor, fit_global_rotation, plot_row_importance, rotation_errors, row_importance
 
 
 def test_kabsch_recovers_a_global_rotation_float64():
@@ -34,19 +34,6 @@ def test_rotation_errors_after_alignment_are_exact_and_fitted_on_train_only():
     noisy = theta_pred.clone()
     noisy[200:, 1] += math.radians(3.0)
     assert errors["median_yaw_deg"] + 1.0 < rotation_errors(noisy, torch.rad2deg(truth_rad), train, test)["median_geodesic_deg"]
-
-
-def test_nme_normalisers():
-    landmarks = torch.zeros(2, 68, 2)
-    landmarks[:, 36] = torch.tensor([0.25, 0.5])
-    landmarks[:, 45] = torch.tensor([0.75, 0.5])
-    normaliser, name = nme_normaliser(landmarks, (100, 200))
-    torch.testing.assert_close(normaliser, torch.tensor([100.0, 100.0]))
-    assert "inter-ocular" in name
-    square = torch.tensor([[[0.0, 0.0], [0.3, 0.0], [0.0, 0.4]]])
-    normaliser, name = nme_normaliser(square, None)
-    torch.testing.assert_close(normaliser, torch.tensor([0.5]))
-    assert "bounding-box" in name
 
 
 def test_evaluate_an_untrained_regressor(standin):

@@ -62,7 +62,7 @@ def test_explicit_missing_checkpoint_and_mismatch_end_in_one_error_line(compose_
     assert len(err) == 1 and err[0].startswith("error: landmark type mismatch") and "standin68" in err[0]
 
     from regressor.train import run as run_training
-    from nrsfm.errors import UserError
+    from common.errors import UserError
 
     with pytest.raises(UserError, match="checkpoint .* not found"):
         run_training(compose_train(*TINY, f"ckpt_path={tmp_path / 'missing.ckpt'}"))

@@ -1,10 +1,10 @@
 """The sampling stage: seeds -> latents -> images -> landmarks -> ``samples.h5``.
 
-``python -m nrsfm.sample generator=synthetic landmarks=dlib num_samples=50000 seed=0``
+``python -m sampling.sample generator=synthetic landmarks=dlib num_samples=50000 seed=0``
 
 - Sample i of a run has seed ``seed + i`` and latent ``generator.z_from_seeds([seed + i])``;
   ``shard=s num_shards=n`` takes the s-th of n contiguous, disjoint seed ranges, so the shards of a
-  run together hold exactly the seeds of the unsharded run (join them with ``python -m nrsfm.merge``).
+  run together hold exactly the seeds of the unsharded run (join them with ``python -m sampling.merge``).
 - Batches of `batch_size` seeds are rendered under ``torch.no_grad`` and passed to the detector.
   `num_workers` spawned processes, each with its own detector (and generator), do the work:
   ``render_in=workers`` (``auto`` for CPU generators) lets each worker render and detect whole
@@ -16,17 +16,15 @@
   end the chunks are assembled into ``<out>`` (temporary name + rename) and the parts are removed.
   A run resumed after a kill therefore ends with the same file as an uninterrupted run.
 - At the end it prints the detection rate and, for generators with ``ground_truth``, the median
-  landmark error against the truth in pixels and as NME (inter-ocular distance, points 36 and 45),
+  landmark error against the truth in pixels and the mean NME (`common.landmarks.nme`),
   and writes ``<out stem>.png``: a 4x4 grid of the first samples with their detected landmarks.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
+import logging
 import multiprocessing
 import shutil
-import sys
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -37,16 +35,19 @@ from typing import Any, Callable, Mapping
 import hydra
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from tqdm import tqdm
 
-import conf
 from backbones.landmarks.base import images_to_uint8
-from nrsfm.dataset import TRUTH_PREFIX, read_chunk, read_metadata, read_samples, write_chunk_atomic, write_samples_atomic
-from nrsfm.errors import UserError, exit_on_user_error
+from sampling.dataset import TRUTH_PREFIX, read_chunk, read_metadata, read_samples, write_chunk_atomic, write_samples_atomic
+from common.cli import build, check_config_complete, exit_on_user_error, launch
+from common.errors import UserError
+from common.hashing import config_digest
+from common.io import atomic_path
+from common.landmarks import landmark_distances, nme
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 VERSIONED_PACKAGES = ("rankone-edit", "torch", "numpy", "h5py", "dlib-bin", "mediapipe")
@@ -55,7 +56,6 @@ DATA_KEYS = ("generator", "landmarks", "num_samples", "seed", "shard", "num_shar
              "style_mixing", "batch_size", "chunk_size")
 # Keys left out of the data config (and so of the cache hash) at this value: datasets made before the key existed keep their names.
 DATA_KEY_DEFAULTS = {"style_mixing": 0.0}
-OUTER_EYE_CORNERS = (36, 45)
 PREVIEW_GRID = 4
 
 
@@ -98,19 +98,8 @@ def default_dataset_path(cfg: DictConfig, generator=None) -> Path:
     tag += "-ws" if cfg.save_ws else ""
     tag += f"-mix{float(cfg.style_mixing):g}" if cfg.style_mixing else ""
     tag += f"-shard{cfg.shard}of{cfg.num_shards}" if cfg.num_shards > 1 else ""
-    digest = hashlib.sha256(json.dumps(data_config(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    digest = config_digest(data_config(cfg), 8)
     return Path(cfg.paths.work_dir) / "samples" / f"{generator.name}-{generator.checksum()}" / detector_name / f"{tag}-{digest}" / "samples.h5"
-
-
-def build(node: DictConfig, what: str):
-    """`hydra.utils.instantiate` with the user-facing error of the target kept as the one-line error."""
-    try:
-        return instantiate(node)
-    except InstantiationException as error:
-        cause = error.__cause__
-        if isinstance(cause, (UserError, ValueError, OSError)):
-            raise cause from None
-        raise UserError(f"could not build the {what} from its config: {' '.join(str(error).split())}") from error
 
 
 def package_versions() -> dict[str, str]:
@@ -178,7 +167,7 @@ def can_spawn_workers() -> bool:
     children; there each shard works in its own process and the launcher runs shards in parallel."""
     if multiprocessing.get_start_method(allow_none=True) in (None, "spawn", "fork", "forkserver"):
         return True
-    print("note: running inside a joblib job: working in this process (parallelism comes from the shards)", file=sys.stderr)
+    logger.info("running inside a joblib job: working in this process (parallelism comes from the shards)")
     return False
 
 
@@ -326,7 +315,7 @@ def sample_dataset(
         raise UserError("style_mixing > 0 mixes the rows of ws, so only ws describes the images; add save_ws=true")
     out = Path(out)
     metadata = dataset_metadata(generator, detector, seed_start, num_samples, truncation_psi, noise_mode, save_ws, style_mixing, config or {})
-    fingerprint = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
+    fingerprint = config_digest(metadata)
     if out.exists():
         if read_metadata(out) == metadata:
             shutil.rmtree(Path(f"{out}.parts"), ignore_errors=True)
@@ -385,24 +374,6 @@ def sample_dataset(
 
 
 # ---------------------------------------------------------------------------------------------
-def landmark_errors(landmarks: np.ndarray, truth: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample mean point error in pixels and as NME.
-
-    Args:
-        landmarks, truth: (N, 68, 2) normalised to [0, 1] (x / width, y / height).
-        image_size: (height, width) in pixels.
-    Returns:
-        error_px (N,): mean over the 68 points of the Euclidean error in pixels;
-        nme (N,): error_px / inter-ocular distance of the truth (outer eye corners 36 and 45).
-    """
-    height, width = image_size
-    scale = np.array([width, height], np.float64)
-    error_px = np.linalg.norm((landmarks - truth) * scale, axis=-1).mean(-1)
-    left, right = OUTER_EYE_CORNERS
-    inter_ocular = np.linalg.norm((truth[:, left] - truth[:, right]) * scale, axis=-1)
-    return error_px, error_px / inter_ocular
-
-
 def summarise(path: Path) -> dict[str, Any]:
     """Detection rate and, where the dataset holds ``truth/landmarks`` for 68 points, median errors."""
     samples = read_samples(path)
@@ -414,8 +385,10 @@ def summarise(path: Path) -> dict[str, Any]:
     }
     truth = samples.truth.get("landmarks")
     if truth is not None and samples.landmarks.shape[1] == truth.shape[1] and samples.found.any():
-        error_px, nme = landmark_errors(samples.landmarks[samples.found], truth[samples.found], tuple(samples.metadata["image_size"]))
-        summary.update(median_error_px=float(np.median(error_px)), median_nme=float(np.median(nme)))
+        detected, true = torch.from_numpy(samples.landmarks[samples.found]), torch.from_numpy(truth[samples.found])
+        image_size = tuple(samples.metadata["image_size"])
+        summary.update(median_error_px=float(landmark_distances(detected, true, image_size).mean(-1).median()),
+                       nme=float(nme(detected, true, image_size).mean()))
     return summary
 
 
@@ -439,9 +412,8 @@ def save_preview(generator, path: Path, dataset: Path, truncation_psi: float, no
             draw.rectangle((0, 0, tile_size - 1, tile_size - 1), outline=(255, 0, 0), width=3)
             draw.text((6, 6), "no face", fill=(255, 0, 0))
         grid.paste(tile, ((index % PREVIEW_GRID) * tile_size, (index // PREVIEW_GRID) * tile_size))
-    tmp = path.with_name(f".{path.name}.tmp")
-    grid.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        grid.save(tmp, format="PNG")
     return path
 
 
@@ -452,16 +424,6 @@ def render_in_workers(render_in: str, generator) -> bool:
     if render_in == "auto":
         return generator.w_avg.device.type == "cpu"
     return render_in == "workers"
-
-
-def check_config_complete(cfg: DictConfig) -> None:
-    """UserError naming the first missing (``???``) or unresolvable config value."""
-    try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except MissingMandatoryValue as error:
-        raise UserError(f"config value {error.full_key} is missing; set it on the command line ({error.full_key}=...)") from error
-    except OmegaConfBaseException as error:
-        raise UserError(f"invalid config: {str(error).splitlines()[0]}") from error
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -502,28 +464,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"detection rate: {summary['detection_rate']:.2%} ({summary['num_found']} of {summary['num_samples']})",
     ]
     if "median_error_px" in summary:
-        lines.append(f"median landmark error vs ground truth: {summary['median_error_px']:.2f} px, NME {summary['median_nme']:.2%} (inter-ocular)")
+        lines.append(f"landmark error vs ground truth: median {summary['median_error_px']:.2f} px, NME {summary['nme']:.2%}")
     if "preview" in summary:
         lines.append(f"preview: {summary['preview']}")
     return "\n".join(lines)
-
-
-def check_group_choices(argv: list[str], groups: tuple[str, ...] = ("generator", "landmarks")) -> None:
-    """Fail with one line when a command-line override names a config that does not exist.
-
-    (Hydra's own message for this spans many lines.) Handles ``group=a`` and multirun ``group=a,b``.
-    """
-    if any(argument.split("=")[0] in ("-cd", "--config-dir", "-cp", "--config-path") for argument in argv):
-        return  # configs may come from elsewhere; Hydra reports unknown ones itself
-    conf_dir = Path(conf.__file__).parent
-    for argument in argv:
-        group, _, value = argument.lstrip("+~").partition("=")
-        if group not in groups or not value:
-            continue
-        available = sorted(path.stem for path in (conf_dir / group).glob("*.yaml"))
-        for choice in value.split(","):
-            if choice not in available:
-                raise UserError(f"unknown {group} {choice!r}; choose one of: {', '.join(available)}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
@@ -533,10 +477,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    # Call the function of the importable module, not of __main__: launchers (joblib, submitit) and
-    # spawned detection workers pickle functions by module name.
-    from nrsfm import sample
-
-    with exit_on_user_error():
-        sample.check_group_choices(sys.argv[1:])
-    sample.main()
+    launch("sampling.sample", "sample")

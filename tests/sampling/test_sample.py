@@ -20,9 +20,10 @@ from skimage import data
 
 from backbones.generator import Generator
 from backbones.landmarks.dlib import DlibDetector
-from nrsfm.dataset import merge_datasets, read_samples
-from nrsfm.errors import UserError
-from nrsfm.sample import check_group_choices, landmark_errors, render_in_workers, sample_dataset, shard_seed_range, summarise
+from sampling.dataset import merge_datasets, read_samples
+from common.errors import UserError
+from common.cli import check_command_line
+from sampling.sample import render_in_workers, sample_dataset, shard_seed_range, summarise
 
 RESOLUTION = 128
 FACE_CENTRE = (221.0, 128.0)  # astronaut face, pixels of the 512x512 photo
@@ -116,16 +117,8 @@ def test_stand_in_sampling_finds_faces_and_matches_its_truth(generator, detector
     summary = summarise(out)
     assert summary["detection_rate"] == 1.0
     # dlib on a 128-pixel crop against dlib on the 512-pixel photo, moved by the known crop.
-    assert summary["median_error_px"] < 2.5 and summary["median_nme"] < 0.06
+    assert summary["median_error_px"] < 2.5 and summary["nme"] < 0.06
     assert not (tmp_path / "samples.h5.parts").exists()
-
-
-def test_landmark_errors_in_pixels_and_nme():
-    truth = np.zeros((1, 68, 2))
-    truth[0, 36], truth[0, 45] = (0.25, 0.5), (0.75, 0.5)  # 50 px apart at 100x100
-    shifted = truth + np.array([0.03, 0.04])  # 5 px everywhere
-    error_px, nme = landmark_errors(shifted, truth, (100, 100))
-    assert error_px == pytest.approx([5.0]) and nme == pytest.approx([0.1])
 
 
 def test_resume_after_interruption_gives_the_same_file(generator, detector, tmp_path):
@@ -281,7 +274,7 @@ def test_bad_settings():
     with pytest.raises(ValueError, match="num_samples must be >= 1"):
         shard_seed_range(0, 0, 0, 1)
     with pytest.raises(UserError, match="unknown landmarks 'nope'; choose one of: dlib, fan, mediapipe"):
-        check_group_choices(["landmarks=dlib,nope"])
+        check_command_line("sample", ["landmarks=dlib,nope"])
 
 
 def test_render_in_modes(generator):

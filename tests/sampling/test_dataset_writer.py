@@ -1,11 +1,11 @@
-"""Chunk files, the atomic HDF5 writer, block reading and merge checks of `nrsfm.dataset`."""
+"""Chunk files, the atomic HDF5 writer, block reading and merge checks of `sampling.dataset`."""
 
 import h5py
 import numpy as np
 import pytest
 
-from nrsfm.dataset import iter_row_blocks, merge_datasets, read_chunk, read_samples, write_chunk_atomic, write_samples_atomic
-from nrsfm.errors import UserError
+from sampling.dataset import iter_row_blocks, merge_datasets, read_chunk, read_samples, write_chunk_atomic, write_samples_atomic
+from common.errors import UserError
 
 
 def rows(start, count, num_landmarks=3):

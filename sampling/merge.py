@@ -1,7 +1,7 @@
-"""Join the shards of one sampling run: ``python -m nrsfm.merge inputs=[a.h5,b.h5] out=merged.h5``.
+"""Join the shards of one sampling run: ``python -m sampling.merge inputs=[a.h5,b.h5] out=merged.h5``.
 
 The shards must come from the same run (same generator and checksum, detector, settings) with
-disjoint seed ranges; see `nrsfm.dataset.merge_datasets`. The output is written atomically.
+disjoint seed ranges; see `sampling.dataset.merge_datasets`. The output is written atomically.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from nrsfm.dataset import merge_datasets
-from nrsfm.errors import exit_on_user_error
+from sampling.dataset import merge_datasets
+from common.cli import exit_on_user_error, launch
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -29,6 +29,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from nrsfm import merge  # the importable module's function, so launchers can pickle it
-
-    merge.main()
+    launch("sampling.merge", "merge")

@@ -18,8 +18,6 @@ Row order is seed order; truth arrays are stored in chunks under keys ``truth.<n
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -27,7 +25,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
-from nrsfm.errors import UserError
+from common.errors import UserError
+from common.hashing import array_digest
+from common.io import atomic_path, save_npz_atomic
 
 REQUIRED_KEYS = ("seeds", "z", "w", "landmarks", "found", "score")
 TRUTH_PREFIX = "truth."
@@ -56,52 +56,33 @@ def read_samples(path: str | Path) -> Samples:
     """Load a whole dataset; raise UserError naming the fix when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"dataset {path} not found; create it with `python -m nrsfm.sample`")
+        raise UserError(f"dataset {path} not found; create it with `python -m sampling.sample`")
     try:
         with h5py.File(path, "r") as f:
             missing = [key for key in REQUIRED_KEYS if key not in f]
             if missing:
-                raise UserError(f"dataset {path} lacks {', '.join(missing)}; re-create it with `python -m nrsfm.sample`")
+                raise UserError(f"dataset {path} lacks {', '.join(missing)}; re-create it with `python -m sampling.sample`")
             arrays = {key: f[key][()] for key in REQUIRED_KEYS}
             ws = f["ws"][()] if "ws" in f else None
             truth = {key: f["truth"][key][()] for key in f["truth"]} if "truth" in f else {}
             metadata = json.loads(f.attrs["metadata"])
     except (OSError, KeyError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not a readable sampling dataset ({error}); re-create it with `python -m nrsfm.sample`") from error
+        raise UserError(f"{path} is not a readable sampling dataset ({error}); re-create it with `python -m sampling.sample`") from error
     arrays["found"] = arrays["found"].astype(bool)
     return Samples(**arrays, metadata=metadata, ws=ws, truth=truth)
 
 
-def describe_os_error(error: OSError) -> str:
-    """A short reason for a failed write ("No space left on device"), also for h5py's long messages."""
-    if error.errno:
-        return os.strerror(error.errno)
-    match = re.search(r"error message = '([^']+)'", str(error))
-    return match.group(1) if match else " ".join(str(error).split())[:200]
-
-
-def temporary_path(path: Path) -> Path:
-    """The name a file is written under before it is renamed to `path` (same folder, hidden)."""
-    return path.with_name(f".{path.name}.tmp")
+def dataset_checksum(seeds: np.ndarray, landmarks: np.ndarray, found: np.ndarray) -> str:
+    """The sample set's identity: 16 hex digits over seeds (N,), landmarks (N, L, 2) and found (N,)."""
+    return array_digest(seeds.astype(np.int64), landmarks.astype(np.float32), found.astype(bool), length=16)
 
 
 def write_chunk_atomic(path: str | Path, arrays: Mapping[str, np.ndarray], fingerprint: str) -> None:
-    """Save one chunk of rows (named arrays, first axis = samples) as ``.npz`` via temporary name + rename.
+    """Save one chunk of rows (named arrays, first axis = samples) as ``.npz``, atomically.
 
-    `fingerprint` identifies the settings that produced the rows; `read_chunk` checks it. On a write
-    error (disk full, permissions) the temporary file is removed and a UserError names the folder.
+    `fingerprint` identifies the settings that produced the rows; `read_chunk` checks it.
     """
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, fingerprint=np.array(fingerprint), **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"could not write {path} ({describe_os_error(error)}); free disk space in {path.parent} or choose another out=") from error
+    save_npz_atomic(path, compressed=False, fingerprint=np.array(fingerprint), **arrays)
 
 
 def read_chunk(path: str | Path, fingerprint: str) -> dict[str, np.ndarray] | None:
@@ -127,41 +108,31 @@ def write_samples_atomic(path: str | Path, blocks: Iterable[Mapping[str, np.ndar
         metadata: JSON-serialisable; stored as the ``metadata`` attribute.
     Nothing is left at `path` unless the whole file was written; write errors become a UserError.
     """
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            written = 0
-            for block in blocks:
-                rows = len(block["seeds"])
-                for key, values in block.items():
-                    name = key.replace(TRUTH_PREFIX, "truth/", 1) if key.startswith(TRUTH_PREFIX) else key
-                    if name not in f:
-                        f.create_dataset(name, shape=(num_samples, *values.shape[1:]), dtype=values.dtype, track_times=False)
-                    f[name][written : written + rows] = values
-                written += rows
-            if written != num_samples:
-                raise ValueError(f"{path}: got {written} rows, expected {num_samples}")
-            f.attrs["metadata"] = json.dumps(metadata, sort_keys=True)
-        tmp.replace(path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"could not write {path} ({describe_os_error(error)}); free disk space in {path.parent} or choose another out=") from error
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+        written = 0
+        for block in blocks:
+            rows = len(block["seeds"])
+            for key, values in block.items():
+                name = key.replace(TRUTH_PREFIX, "truth/", 1) if key.startswith(TRUTH_PREFIX) else key
+                if name not in f:
+                    f.create_dataset(name, shape=(num_samples, *values.shape[1:]), dtype=values.dtype, track_times=False)
+                f[name][written : written + rows] = values
+            written += rows
+        if written != num_samples:
+            raise ValueError(f"{path}: got {written} rows, expected {num_samples}")
+        f.attrs["metadata"] = json.dumps(metadata, sort_keys=True)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Only the metadata of a dataset; UserError when the file is missing or not a dataset."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"dataset {path} not found; create it with `python -m nrsfm.sample`")
+        raise UserError(f"dataset {path} not found; create it with `python -m sampling.sample`")
     try:
         with h5py.File(path, "r") as f:
             return json.loads(f.attrs["metadata"])
     except (OSError, KeyError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not a readable sampling dataset ({error}); re-create it with `python -m nrsfm.sample`") from error
+        raise UserError(f"{path} is not a readable sampling dataset ({error}); re-create it with `python -m sampling.sample`") from error
 
 
 def iter_row_blocks(path: str | Path, rows_per_block: int = ROWS_PER_BLOCK) -> Iterator[dict[str, np.ndarray]]:

@@ -1,11 +1,11 @@
-"""Style mixing in the sampling stage (`nrsfm.sample.mix_styles`, ``style_mixing=``) on the synthetic generator."""
+"""Style mixing in the sampling stage (`sampling.sample.mix_styles`, ``style_mixing=``) on the synthetic generator."""
 import numpy as np
 import pytest
 import torch
 
 from backbones.synthetic import build_synthetic_generator
-from nrsfm.errors import UserError
-from nrsfm.sample import mix_styles, render_batch, sample_dataset
+from common.errors import UserError
+from sampling.sample import mix_styles, render_batch, sample_dataset
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Helpers every package shares: one-line user errors, shape checks, atomic writes, digests, the command line."""

@@ -1,0 +1,1 @@
+"""The sampling stage: seeds -> latents -> images -> landmarks -> ``samples.h5``."""
