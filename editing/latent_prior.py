@@ -1,15 +1,13 @@
 """The spread of a generator's latents, used to measure edit steps in standard deviations.
 
 The linear editor's minimum-norm step J^+ r measures a latent step in raw units, as if every
-direction of the latent space were equally likely. W is far from that: the synthetic generator's w
-covariance has eigenvalues from 3.5 down to 0.008, so a raw-unit step of 1 can be 10 standard
-deviations along a direction that no training face visits, where phi was never trained and the
+direction of the latent space were equally likely. W is far from that: its covariance has eigenvalues
+spanning orders of magnitude, so a raw-unit step of 1 can be many standard deviations along a
+direction that no training face visits, where phi was never trained and the
 image does not follow phi. Measuring the step in whitened coordinates (w = w0 + S u, u minimum-norm,
 S S^T the covariance) is the minimum-norm step under a Gaussian prior on w: it prefers directions
-the generator actually uses. Measured on 100 synthetic faces (delta.yaw=20, damping 0.1), it moved
-the image closer to the request than the raw-unit step with a regressor trained on 2 000 faces, and
-less close with one trained on 20 000, so it is an option (``latent_metric=spread``), not the default
-(README, "How accurate are edits").
+the generator actually uses. It did not win on every regressor measured, so it is an option
+(``latent_metric=spread``), not the default (docs/RESULTS.md, "Edit accuracy").
 """
 from __future__ import annotations
 

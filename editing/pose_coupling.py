@@ -1,13 +1,13 @@
 """Let the alphas an edit holds follow the head's turn the way they do in the data.
 
 On detected landmarks some alphas move with the pose: the jaw contour slides as the head turns,
-and the rank-one basis explains part of that as deformation (on the synthetic generator, one alpha
-follows phi's yaw with R^2 0.94 over the training faces, others with 0.1-0.7). Holding such an
+and the rank-one basis explains part of that as deformation, so some alphas follow phi's yaw over
+the training faces. Holding such an
 alpha at q0 while the yaw changes asks for a face the data do not contain, and the editor finds one
 only where phi was never trained. With ``hold_alpha=coupled`` a held alpha keeps its pose-independent
 part instead: alpha_target = alpha0 + (theta_target - theta0) A, with A (3, K) the least-squares
 slopes of alpha on the angles over the training faces (phi of the sampling stage's seeds).
-Measured effect on 100 synthetic faces: README, "How accurate are edits".
+Its measured effect: docs/RESULTS.md, "Edit accuracy".
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Draws the faces of seeds ``seed .. seed + n - 1`` and edits each to the preset's attributes
 (conf/preset/: frontal = rotation 0, neutral = every alpha 0, frontal_neutral, rotated = yaw 30
 degrees, smiling = the mean expression moved 2 std along the smile direction derived by
-`editing.presets`), the rest of q kept (METHOD.md step 6). A preset is an edit request as in
+`editing.presets`), the rest of q kept (docs/METHOD.md, "Uses"). A preset is an edit request as in
 `editing.attributes`. Writes edited.npz, edit.png and trajectory.gif and prints where.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Attribute transfer: ``python -m editing.transfer source=1 target=2``.
 
 Gives the faces of `target` the parts of q (default: rotation and expression) of the face(s) of
-`source`: w_b = Omega_{w_b}(q_a) restricted to `parts` (METHOD.md step 6); everything else keeps
+`source`: w_b = Omega_{w_b}(q_a) restricted to `parts` (docs/METHOD.md, "Uses"); everything else keeps
 the target's own q. `source` and `target` are seeds, lists of seeds or latent files; `source` holds
 one face or as many as `target`. ``parts=[rotation]`` moves only the pose, ``parts=[expression]``
 only the expression; any names or groups of `editing.attributes` work. ``edit=gradient`` switches

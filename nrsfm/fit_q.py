@@ -1,4 +1,4 @@
-"""q* = argmin_q |R(q) - X|^2 for new landmark sets (METHOD.md step 3, paper eq. 11).
+"""q* = argmin_q |R(q) - X|^2 for new landmark sets (docs/METHOD.md, "Attributes"; paper eq. 11).
 
 Two phases, both batched over samples:
 1. Start (only without `q_init`): alternate the closed-form affine camera and translation given

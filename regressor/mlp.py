@@ -9,7 +9,7 @@ With `num_members` M > 1 the MLP is a deep ensemble: M networks of that shape, i
 and trained side by side on the same batches (`forward_members`), whose mean is q-hat. Editing
 inverts phi, so it seeks out the latent directions along which phi changes fastest; where one
 network is wrong about how fast, the others rarely are in the same way, and their mean follows the
-images further (README, "How accurate are edits").
+images further (docs/RESULTS.md, "Edit accuracy").
 """
 from __future__ import annotations
 

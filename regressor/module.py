@@ -1,6 +1,6 @@
 """LightningModule training phi through the NRSfM model's landmarks only.
 
-Landmark loss (the project's L_L, METHOD.md Evaluation): for predicted landmarks X-hat = R(phi(w))
+Landmark loss (the project's L_L, docs/METHOD.md, "Evaluation"): for predicted landmarks X-hat = R(phi(w))
 and detected landmarks X, both (B, L, 2) in normalised image units,
     L_L = mean over samples b and landmarks l of ||X-hat_bl - X_bl||^2,
 the squared Euclidean 2D distance per landmark (x and y summed), averaged over landmarks and over

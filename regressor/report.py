@@ -19,7 +19,7 @@ Metrics (all on the test split's found samples):
   q_j's variance that row r explains is mean((phi_j(swapped) - phi_j)^2) / (2 var phi_j). With rows
   that act independently and additively the shares of an attribute sum to 1. It is meaningful on a
   dataset sampled with style mixing, whose rows vary independently; it tells which rows to give an
-  edit (``rows=[...]``, README "Editing"). `plot_row_importance` draws it.
+  edit (``rows=[...]``). `plot_row_importance` draws it.
 """
 from __future__ import annotations
 
