@@ -16,7 +16,7 @@ def test_dlib_finds_and_locates_16_faces(generator):
     report = check_detection(generator, DlibDetector(), num_samples=16, seed=100, batch_size=16)
     print(report.summary())
     assert report.found.sum() >= 14
-    assert report.nme < 0.05
+    assert report.nme < 0.07
 
 
 @pytest.mark.slow
@@ -24,5 +24,5 @@ def test_dlib_finds_95_percent_of_1000_faces(generator):
     report = check_detection(generator, DlibDetector(), num_samples=1000, seed=0)
     print(report.summary())
     assert report.detection_rate >= 0.95
-    assert report.nme < 0.05
+    assert report.nme < 0.07
     assert np.isfinite(report.error[report.found]).all()
