@@ -132,7 +132,9 @@ def _parse(arguments: list[str]) -> list[Override]:
     try:
         return OverridesParser.create().parse_overrides(arguments)
     except OverrideParseException as error:
-        raise UserError(f"cannot read the override {error.override!r}: {str(error).splitlines()[-1]}; write key=value") from error
+        reasons = [line for line in str(error).splitlines() if line.strip() and not line.startswith("See ")]
+        reason = f" ({reasons[0].strip()})" if reasons else ""
+        raise UserError(f"cannot read the override {error.override!r}{reason}; write key=value, quote lists: \"key=[a,b]\"") from error
 
 
 def _values(override: Override) -> list[str]:
