@@ -6,36 +6,62 @@ the ONNX graph into a torch module: every initialiser becomes a buffer under its
 graph's nodes run as the matching torch ops in the file's order. It covers the op set of
 insightface's IResNet exports (Conv, BatchNormalization, PRelu, Add, Flatten, Gemm, ... with or
 without conv+BN folding), so the same code reads IResNet-18/34/50/100 files whatever the exporter
-named its tensors. No torchvision, no onnx2torch; onnxruntime is used only by tests as reference.
+named its tensors. No torchvision, no onnx2torch.
 
 Conventions as insightface's ``ArcFaceONNX``: 112x112 RGB chips aligned with ``norm_crop`` to the
 5-point ArcFace template; network input (pixel - 127.5) / 127.5, i.e. our [-1, 1] images as they
-are (or raw pixels when the graph normalises itself, detected by Sub/Mul nodes at its start);
-the 512-d output is normalised to unit length.
+are, or raw pixels for MXNet exports, which normalise inside the graph (`takes_raw_pixels`, the
+rule ``ArcFaceONNX`` applies); the 512-d output is normalised to unit length.
+
+Two paths to the same embedding: the torch graph (differentiable, aligned by `extract_chips`; the
+gradient editor's identity term) and, with ``evaluation_backend="insightface"``, insightface's own
+model-zoo ``ArcFaceONNX`` on onnxruntime (`InsightFaceRecognizer`: ``norm_crop`` from the same 5
+points, its own input mean/std), used for embeddings computed without autograd, such as
+``editing.evaluate``'s L_ID. Both align on the points of `FacePointDetector("arcface5")`.
 """
 from __future__ import annotations
 
 import math
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.identity.alignment import ARCFACE_TEMPLATE_112, FacePointDetector, chip_geometry_or_centre, extract_chips, template_chip_to_image
-from backbones.identity.base import IdentityNetwork, check_missing_policy
+from backbones.identity.alignment import (
+    ARCFACE_TEMPLATE_112,
+    FacePointDetector,
+    centred_chip_to_image,
+    extract_chips,
+    images_to_uint8,
+    template_chip_to_image,
+)
+from backbones.identity.base import IdentityNetwork, check_images, check_missing_policy, raise_if_missing
 from common.errors import UserError
 
 DEFAULT_MODEL_NAME = "buffalo_l"
 DEFAULT_FILE_NAME = "w600k_r50.onnx"
 ARCFACE_INPUT_SIZE = 112
+EVALUATION_BACKENDS = ("torch", "insightface")
 
 
 def default_models_root() -> Path:
     """$INSIGHTFACE_HOME/models if set, else ~/.insightface/models (insightface's own default)."""
     return Path(os.environ.get("INSIGHTFACE_HOME", Path.home() / ".insightface")).expanduser() / "models"
+
+
+def takes_raw_pixels(graph: Any) -> bool:
+    """insightface's ``ArcFaceONNX`` rule for an ONNX graph: MXNet exports normalise inside the graph, seen as a
+    node named Sub*/_minus* and one named Mul*/_mul* among its first 8 nodes; they take pixels in [0, 255],
+    every other recognition model (pixel - 127.5) / 127.5."""
+    names = [node.name for node in graph.node[:8]]
+    return (any(name.startswith(("Sub", "_minus")) for name in names)
+            and any(name.startswith(("Mul", "_mul")) for name in names))
 
 
 def _attributes(node: Any) -> dict[str, Any]:
@@ -131,7 +157,7 @@ class OnnxGraphModule(nn.Module):
                 raise UserError(f"{source} uses ONNX op {node.op_type!r}, which this loader does not support; "
                                 f"use an insightface IResNet recognition model such as {DEFAULT_FILE_NAME}")
             self.nodes.append((node.op_type, list(node.input), list(node.output), attrs))
-        self.normalises_input = any(op in ("Sub", "Mul") for op, *_ in self.nodes[:4])
+        self.normalises_input = takes_raw_pixels(graph)
 
     def _register(self, buffer_name: str, onnx_name: str, value: torch.Tensor) -> None:
         if value.is_floating_point():
@@ -178,35 +204,114 @@ def load_arcface_onnx(path: str | Path) -> OnnxGraphModule:
     return OnnxGraphModule(model, source=str(path)).eval().requires_grad_(False)
 
 
+class InsightFaceRecognizer:
+    """insightface's own recognition path on onnxruntime (no gradients) for one local .onnx file.
+
+    ``insightface.model_zoo.get_model(path)`` routes the file by its input and output shapes (a square
+    input of at least 112 pixels and one output: ``ArcFaceONNX``); faces are aligned by
+    ``insightface.utils.face_align.norm_crop`` and normalised by the model's own input mean/std.
+    Nothing is downloaded: the file must exist (`resolve_model_path`).
+    """
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None):
+        try:
+            from insightface.model_zoo import get_model
+        except ImportError as error:
+            raise UserError(f"identity.evaluation_backend=insightface needs the insightface package ({error}); "
+                            "pip install 'rankone-edit[insightface]' or set identity.evaluation_backend=torch") from error
+        model = get_model(str(path), providers=providers)
+        if getattr(model, "taskname", None) != "recognition":
+            raise UserError(f"insightface does not read {path} as a recognition model (it takes a square image of at "
+                            f"least 112 pixels and gives one output); use a recognition model such as {DEFAULT_FILE_NAME}")
+        self.model = model
+        self.input_size = int(model.input_size[0])
+
+    def align(self, frames: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """frames (B, H, W, 3) uint8 BGR, points (B, 5, 2) pixels -> chips (B, S, S, 3) uint8 BGR (``norm_crop``)."""
+        from insightface.utils import face_align
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # scikit-image's notice about the estimate() norm_crop calls
+            return np.stack([face_align.norm_crop(frame, landmark=face_points.astype(np.float32), image_size=self.input_size)
+                             for frame, face_points in zip(frames, points)])
+
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        """chips (B, S, S, 3) uint8 BGR aligned faces -> raw network outputs (B, D) float32 (``ArcFaceONNX.get_feat``)."""
+        return np.asarray(self.model.get_feat(list(chips)), dtype=np.float32)
+
+
 class ArcFaceIdentity(IdentityNetwork):
-    """insightface ArcFace: images (B, 3, H, W) in [-1, 1] -> unit (B, 512) (D from the model)."""
+    """insightface ArcFace: images (B, 3, H, W) in [-1, 1] -> unit (B, 512) (D from the model).
+
+    ``evaluation_backend``: "torch" runs every embedding through the torch graph; "insightface" runs
+    embeddings computed without autograd (``torch.no_grad()``, as ``editing.observation`` does) through
+    `InsightFaceRecognizer` on onnxruntime instead, and those under autograd (the gradient editor)
+    through the torch graph, since onnxruntime gives no gradients.
+    """
 
     name = "arcface"
 
     def __init__(self, model_path: str | Path | None = None, model_name: str = DEFAULT_MODEL_NAME,
                  file_name: str = DEFAULT_FILE_NAME, root: str | Path | None = None, upsample: int = 1,
-                 on_missing: str = "error"):
+                 on_missing: str = "error", evaluation_backend: str = "torch"):
         super().__init__()
+        if evaluation_backend not in EVALUATION_BACKENDS:
+            raise UserError(f"unknown identity.evaluation_backend {evaluation_backend!r}; use one of {', '.join(EVALUATION_BACKENDS)}")
         self.on_missing = check_missing_policy(on_missing)
-        self.network = load_arcface_onnx(resolve_model_path(model_path, model_name, file_name, root))
+        path = resolve_model_path(model_path, model_name, file_name, root)
+        self.network = load_arcface_onnx(path)
+        self.insightface = InsightFaceRecognizer(path) if evaluation_backend == "insightface" else None
         self.detector = FacePointDetector("arcface5", upsample=upsample)
         with torch.no_grad():
             self.embedding_dim = int(self.network(torch.zeros(1, *self.network.input_shape)).shape[1])
         self.freeze()
 
+    def alignment_points(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> the 5 ArcFace points (B, 5, 2) float64 pixels (non-differentiable).
+
+        Where no face is found, ``on_missing="error"`` raises and ``"centre"`` places the template on the
+        largest centred square of the image (`centred_chip_to_image`).
+        """
+        check_images(images)
+        points, found = self.detector.detect(images)
+        if self.on_missing == "error":
+            raise_if_missing(found)
+        centre = centred_chip_to_image(images.shape[0], images.shape[2], images.shape[3], ARCFACE_INPUT_SIZE)
+        template = torch.tensor(ARCFACE_TEMPLATE_112, dtype=torch.float64)
+        centred_points = template @ centre[:, :, :2].transpose(1, 2) + centre[:, :, 2:].transpose(1, 2)
+        return torch.where(found[:, None, None], points, centred_points)
+
     def chip_geometry(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> chip_to_image (B, 2, 3) for 112x112 chips (non-differentiable)."""
-        template = torch.tensor(ARCFACE_TEMPLATE_112, dtype=torch.float64)
-        return chip_geometry_or_centre(images, self.detector, self.on_missing, ARCFACE_INPUT_SIZE, template,
-                                       lambda points: template_chip_to_image(points, template))
+        return template_chip_to_image(self.alignment_points(images), torch.tensor(ARCFACE_TEMPLATE_112, dtype=torch.float64))
 
     def chips(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> aligned chips (B, 3, 112, 112) in [-1, 1] (black outside)."""
         pixels = extract_chips((images + 1.0) * 127.5, self.chip_geometry(images), ARCFACE_INPUT_SIZE)
         return pixels / 127.5 - 1.0
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) in [-1, 1] -> unit embeddings (B, D), differentiable w.r.t. images."""
-        chips = self.chips(images)
+    def embed_chips(self, chips: torch.Tensor) -> torch.Tensor:
+        """Aligned chips (B, 3, 112, 112) in [-1, 1] -> unit embeddings (B, D) through the torch graph."""
         network_input = (chips + 1.0) * 127.5 if self.network.normalises_input else chips
         return F.normalize(self.network(network_input), dim=1)
+
+    def insightface_embed(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> unit embeddings (B, D) through insightface on onnxruntime (no gradients).
+
+        The images are rounded to uint8 BGR, aligned by ``norm_crop`` on `alignment_points` and embedded
+        by ``ArcFaceONNX.get_feat``.
+        """
+        if self.insightface is None:
+            raise ValueError("this ArcFaceIdentity was built with evaluation_backend=torch; "
+                             "build it with evaluation_backend=insightface to use insightface")
+        points = self.alignment_points(images).numpy()
+        frames = np.ascontiguousarray(images_to_uint8(images)[..., ::-1])
+        features = torch.from_numpy(self.insightface.embed_chips(self.insightface.align(frames, points)))
+        return F.normalize(features, dim=1).to(images.device)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> unit embeddings (B, D); differentiable w.r.t. images under autograd
+        (without autograd and with ``evaluation_backend="insightface"``: `insightface_embed`)."""
+        if self.insightface is not None and not torch.is_grad_enabled():
+            return self.insightface_embed(images)
+        return self.embed_chips(self.chips(images))
