@@ -1,6 +1,7 @@
 """Does a fitted degree equal a true degree? Fitted against true head angles on the default generator.
 
     python -m benchmarks.rotation_scale [--num-faces 2000] [--seed 0] [--num-basis 12] [override ...]
+    python -m benchmarks.rotation_scale --samples <samples.h5> [--num-basis 12]   # refit a kept dataset
 
 Samples `--num-faces` faces of the generator with its landmark detector (`nrsfm.sample.run`, the
 default sampling settings: dlib, 2 workers), fits the rank-one model (the factorizer and options of
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-basis", type=int, default=None, help="K (default: conf/fit.yaml's num_basis)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the dataset here (default: a temporary folder)")
+    parser.add_argument("--samples", type=Path, default=None, help="fit this existing dataset (with truth) instead of sampling")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the sampling config")
     args = parser.parse_args()
     with initialize_config_module(config_module="conf", version_base="1.3"):
@@ -75,12 +77,15 @@ def main() -> None:
         sample_cfg = compose(config_name="sample", overrides=sample_overrides + list(args.overrides))
     num_basis = int(args.num_basis if args.num_basis is not None else fit_cfg.num_basis)
     factorize = hydra.utils.instantiate(fit_cfg.nrsfm)
-    with tempfile.TemporaryDirectory() as folder:
-        work_dir = args.work_dir if args.work_dir is not None else Path(folder)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        sample_cfg.out = str(work_dir / "samples.h5")
-        run_sampling(sample_cfg)
-        samples = read_samples(sample_cfg.out)
+    if args.samples is not None:
+        samples = read_samples(args.samples)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            work_dir = args.work_dir if args.work_dir is not None else Path(folder)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            sample_cfg.out = str(work_dir / "samples.h5")
+            run_sampling(sample_cfg)
+            samples = read_samples(sample_cfg.out)
     true_angles = samples.truth["rotation_deg"].astype(np.float64)
     truth_landmarks = samples.truth["landmarks"].astype(np.float64)
     found = samples.found
@@ -90,7 +95,8 @@ def main() -> None:
         "exact": (fitted_angles_deg(factorize, truth_landmarks, everyone, num_basis), everyone),
     }
     wide = np.abs(true_angles[:, 1]) > WIDE_YAW_DEG
-    print(f"\n{len(found)} faces, seeds {args.seed}..{args.seed + len(found) - 1}, K={num_basis}; true angle std "
+    seeds = samples.seeds
+    print(f"\n{len(found)} faces, seeds {seeds.min()}..{seeds.max()}, K={num_basis}; true angle std "
           + ", ".join(f"{name} {true_angles[:, a].std():.1f} deg" for a, name in enumerate(ANGLE_NAMES)))
     print(f"detection rate {found.mean():.1%}; beyond +-{WIDE_YAW_DEG:g} deg yaw {found[wide].mean():.1%} of {int(wide.sum())}\n")
     print("| landmarks | faces | pitch slope (r) | yaw slope (r) | roll slope (r) |")

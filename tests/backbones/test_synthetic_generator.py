@@ -149,5 +149,5 @@ def test_bad_options_raise_one_line_errors():
         build_synthetic_generator(name="stylegan2")
     with pytest.raises(ValueError, match="img_resolution"):
         build_synthetic_generator(img_resolution=8)
-    with pytest.raises(ValueError, match="grid_spacing"):
-        build_synthetic_generator(grid_spacing=2.0)
+    with pytest.raises(ValueError, match="head_depth"):
+        build_synthetic_generator(head_depth=9.0)
