@@ -15,13 +15,14 @@ Construction (deterministic; reads the installed portrait, the dlib model and
    along each ray from the face centre, the ellipse through the rim point that meets the outline
    at `SILHOUETTE_DEPTH` with a vertical tangent: the outline is the occluding contour of a
    rounded head, and the side of the head comes into view as it turns;
-4. behind the outline, the back of the head: rings closing to a pole `head_depth` behind the eyes;
+4. behind the outline, the back of the head: rings closing to a pole `head_depth` behind the eyes,
+   textured from the hair just inside the outline on its ray (the skin on rays that meet the jaw);
    below the chin, an elliptic neck cylinder;
 5. the 68 landmarks are inserted as vertices 0..67 at their portrait positions (splitting the
    front triangle under each), so the truth landmarks are mesh points;
-6. texture coordinates are each front vertex's pixel in the portrait; the back of the head takes
-   the hair just inside the outline on its ray; the portrait's background between the jaw line and
-   the outline is painted over with mirrored skin (`texture`);
+6. texture coordinates are each front vertex's pixel in the portrait (the rings beside the jaw
+   take the skin nearer the rim, `JAW_SOURCE_REACH`); the portrait's background
+   between the jaw line and the outline is painted over with mirrored skin (`texture`);
 7. `delighting` (V,): per-vertex gains that divide out the portrait's own smooth shading, fitted
    on the face's skin as ambient + Lambert of the mesh normals, so the renderer's light does the shading.
 
@@ -68,7 +69,9 @@ SILHOUETTE_CLEARANCE = 0.15
 NUM_RAYS = 72               # vertices per ring (twice the face-mesh rim)
 FRONT_RINGS = 7             # rings from the rim to the outline
 BACK_RINGS = 6              # rings from the outline to the pole
-HAIR_BAND = 0.3             # the back of the head is textured from this outer fraction of each ray
+HAIR_BAND = 0.3             # the back of the head is textured from this outer fraction of each ray above SIDE_CUT,
+JAW_BAND = 0.03             # and from this one on the rays that meet the jaw line
+JAW_SOURCE_REACH = 0.4      # on those rays the rings take the photo from this fraction of the way to the outline
 # Neck: an elliptic cylinder below the chin (half width from jaw points 5 and 11 minus NECK_INSET).
 NECK_INSET = 0.05
 NECK_TOP_ABOVE_CHIN = 0.7
@@ -76,7 +79,8 @@ NECK_BOTTOM = 2.55
 NECK_CENTRE_DEPTH = 1.25
 NECK_HALF_DEPTH = 0.75
 NECK_COLUMNS, NECK_ROWS = 24, 6
-DELIGHTING_RANGE = (0.6, 1.6)
+DELIGHTING_RANGE = (0.8, 1.25)
+DELIGHTING_STRENGTH = 0.5  # exponent on the fitted gain: 1 divides out all of the fitted shading
 # Eye indices (iBUG, 0-based): right eye in the image's left half is 36..41, the other 42..47.
 EYE_INDICES = (tuple(range(36, 42)), tuple(range(42, 48)))
 INNER_MOUTH = tuple(range(60, 68))
@@ -323,12 +327,18 @@ def _head_parts(face_points: np.ndarray, face_triangles: np.ndarray, outline: np
     amplitude = (silhouette - rim_depth) / np.sqrt(1.0 - rim_ratio**2)
     front_depth = silhouette - amplitude * np.sqrt(1.0 - ratio**2)
     front_2d = centre + distance[..., None] * directions[None]
+    # Texture sources: the photo's own pixels, except that on the rays that meet the jaw line the
+    # steep side of the face (seen edge-on in the photo) takes the skin next to the rim instead.
+    jaw_ray = centre[1] + outline_distance * directions[:, 1] >= SIDE_CUT
+    source_t = np.where(jaw_ray[None], JAW_SOURCE_REACH * t[:, None], t[:, None])
+    front_sources = centre + (rim_distance[None] + source_t * (outline_distance - rim_distance)[None])[..., None] * directions[None]
     # Back rings k = 1..BACK_RINGS shrink toward the pole; depth: an ellipse behind the outline.
     back_fraction = np.cos(0.5 * np.pi * np.arange(1, BACK_RINGS + 1) / (BACK_RINGS + 1))
     back_2d = centre + (back_fraction[:, None, None] * outline_distance[None, :, None]) * directions[None]
     back_depth = silhouette[None] + (head_depth - silhouette)[None] * np.sqrt(1.0 - back_fraction[:, None] ** 2)
-    source_fraction = 1.0 - HAIR_BAND * (1.0 - back_fraction)
-    back_sources = centre + (source_fraction[:, None, None] * outline_distance[None, :, None]) * directions[None]
+    band = np.where(jaw_ray, JAW_BAND, HAIR_BAND)
+    source_fraction = 1.0 - band[None] * (1.0 - back_fraction[:, None])  # (rings, rays)
+    back_sources = centre + (source_fraction[..., None] * outline_distance[None, :, None]) * directions[None]
     pole = np.array([[*centre, head_depth]])
 
     num_face = len(face_points)
@@ -352,7 +362,7 @@ def _head_parts(face_points: np.ndarray, face_triangles: np.ndarray, outline: np
     back.append(np.stack([last, np.roll(last, -1), np.full(num_rays, pole_index)], -1))
     neck_vertices, neck_sources, neck_triangles = _neck(landmarks, pole_index + 1)
 
-    sources = np.concatenate([face_points[:, :2], front_2d.reshape(-1, 2), back_sources.reshape(-1, 2), pole[:, :2], neck_sources])
+    sources = np.concatenate([face_points[:, :2], front_sources.reshape(-1, 2), back_sources.reshape(-1, 2), pole[:, :2], neck_sources])
     fade = np.concatenate([np.full(num_face + FRONT_RINGS * num_rays, 1.0),
                            np.repeat(_smoothstep(0.75, 0.98, back_fraction), num_rays), [0.0], np.zeros(len(neck_vertices))])
     front_2d_all = np.concatenate([face_points[:, :2], front_2d.reshape(-1, 2)])
@@ -531,7 +541,8 @@ def _delighting(photo: np.ndarray, parts: _Parts, faces: np.ndarray, uv: np.ndar
 
     The portrait's luminance at the skin vertices of the face mesh is fitted as ambient + Lambert
     (a + n . l, least squares over the vertex normals n of the neutral mesh); each face vertex's
-    gain is the fitted shading of a frontal normal over its own, clipped to `DELIGHTING_RANGE`.
+    gain is the fitted shading of a frontal normal over its own, to the power `DELIGHTING_STRENGTH`,
+    clipped to `DELIGHTING_RANGE`.
     Vertices off the face mesh keep gain 1.
     """
     points = parts.vertices
@@ -551,5 +562,5 @@ def _delighting(photo: np.ndarray, parts: _Parts, faces: np.ndarray, uv: np.ndar
     coefficients, *_ = np.linalg.lstsq(design[fitted], luminance[fitted], rcond=None)
     shading = design @ coefficients
     frontal = coefficients[0] - coefficients[3]
-    gain = (frontal / np.where(shading > 1e-3, shading, frontal)).clip(*DELIGHTING_RANGE)
+    gain = ((frontal / np.where(shading > 1e-3, shading, frontal)) ** DELIGHTING_STRENGTH).clip(*DELIGHTING_RANGE)
     return np.where(on_face | (np.arange(len(points)) < NUM_LANDMARKS), gain, 1.0)
