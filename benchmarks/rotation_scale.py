@@ -12,7 +12,7 @@ the generator's exact landmarks (`truth/landmarks`) of all faces, and prints in 
 - the nose-tip ratio: the least-squares slope of the detected nose tip (point 30) relative to the
   midpoint of the eye centres (means of points 36-41 and 42-47) against the true one, in x (the
   turn) and y (the nod), over the found faces;
-- the detection rate, overall and beyond +-30 deg of true yaw.
+- the detection rate, overall, beyond +-30 deg of true yaw and per band of |yaw|.
 Extra arguments are Hydra overrides of the sampling config (e.g. ``generator.img_resolution=256``).
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ ANGLE_NAMES = ("pitch", "yaw", "roll")
 NOSE_TIP = 30
 EYES = (slice(36, 42), slice(42, 48))
 WIDE_YAW_DEG = 30.0
+YAW_BINS_DEG = (0.0, 10.0, 20.0, 30.0, 90.0)
 
 
 def line_fit(true: np.ndarray, fitted: np.ndarray) -> tuple[float, float]:
@@ -98,7 +99,13 @@ def main() -> None:
     seeds = samples.seeds
     print(f"\n{len(found)} faces, seeds {seeds.min()}..{seeds.max()}, K={num_basis}; true angle std "
           + ", ".join(f"{name} {true_angles[:, a].std():.1f} deg" for a, name in enumerate(ANGLE_NAMES)))
-    print(f"detection rate {found.mean():.1%}; beyond +-{WIDE_YAW_DEG:g} deg yaw {found[wide].mean():.1%} of {int(wide.sum())}\n")
+    print(f"detection rate {found.mean():.1%}; beyond +-{WIDE_YAW_DEG:g} deg yaw {found[wide].mean():.1%} of {int(wide.sum())}")
+    absolute_yaw = np.abs(true_angles[:, 1])
+    for low, high in zip(YAW_BINS_DEG[:-1], YAW_BINS_DEG[1:]):
+        inside = (absolute_yaw >= low) & (absolute_yaw < high)
+        if inside.any():
+            print(f"  |yaw| {low:g}-{high:g} deg: detected {found[inside].mean():.1%} of {int(inside.sum())}")
+    print()
     print("| landmarks | faces | pitch slope (r) | yaw slope (r) | roll slope (r) |")
     print("|---|---|---|---|---|")
     for label, (angles, used) in fitted.items():
