@@ -132,9 +132,9 @@ def build_face_mesh(seed: int = 0, head_depth: float = 2.7) -> FaceMesh:
         raise ValueError(f"head_depth must lie in [1.5, 4.0], got {head_depth}")
     photo = portrait_image()
     pixels = portrait_landmarks()
-    to_face, to_pixels = _face_frame(pixels)
+    to_face, to_pixels, scale = _face_frame(pixels)
     landmarks = to_face(pixels)
-    face_points, face_triangles = _face_mesh_points(to_face, pixels)
+    face_points, face_triangles = _face_mesh_points(to_face, scale, pixels)
     outline = _head_outline(landmarks)
     parts = _head_parts(face_points, face_triangles, outline, landmarks, head_depth)
     parts = _with_landmark_vertices(parts, landmarks)
@@ -163,7 +163,7 @@ def build_face_mesh(seed: int = 0, head_depth: float = 2.7) -> FaceMesh:
 
 
 def _face_frame(pixels: np.ndarray):
-    """Maps between portrait pixels (N, 2) and levelled face units (N, 2), and the scale (pixels per unit)."""
+    """Maps between portrait pixels (N, 2) and levelled face units (N, 2), and the scale (pixels per face unit)."""
     left_eye, right_eye = (pixels[list(eye)].mean(0) for eye in EYE_INDICES)
     origin = (left_eye + right_eye) / 2.0
     delta = right_eye - left_eye
@@ -178,16 +178,15 @@ def _face_frame(pixels: np.ndarray):
     def to_pixels(points: np.ndarray) -> np.ndarray:
         return points * scale @ level + origin
 
-    to_face.scale = scale
-    return to_face, to_pixels
+    return to_face, to_pixels, scale
 
 
-def _face_mesh_points(to_face, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _face_mesh_points(to_face, scale: float, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe's face mesh in face units: points (468, 3) with depth 0 at the eye centres (the
     depth interpolated at dlib's eye landmarks), and triangles (T, 3) with the eyes and mouth closed."""
     with np.load(FACE_MESH_PATH, allow_pickle=False) as data:
         points_px, triangles = data["points"].astype(np.float64), data["triangles"].astype(np.int64)
-    points = np.concatenate([to_face(points_px[:, :2]), points_px[:, 2:3] / to_face.scale], 1)
+    points = np.concatenate([to_face(points_px[:, :2]), points_px[:, 2:3] / scale], 1)
     _, holes = _boundary_loops(triangles)
     triangles = np.concatenate([triangles] + [_fill_loop(points[:, :2], loop) for loop in holes])
     eyes = to_face(pixels[36:48])
