@@ -5,8 +5,9 @@ Pipeline of `synthesis(ws)`: ws (B, 6, w_dim) -> scene parameters (`scene.SceneD
 drives parameter group g, see `backbones.synthetic.scene`) -> head mesh with identity and
 expression blend shapes (`face_model`) -> rotation R = Rz Ry Rx of (pitch, yaw, roll)
 (`nrsfm.geometry`) -> scaled orthographic projection -> z-buffered rasterization with fixed
-visibility and differentiable barycentrics (`rasterizer`) -> textured, recoloured, Lambert-shaded
-pixels over a gradient background (`shading`) -> (B, 3, R, R) in [-1, 1].
+visibility and differentiable barycentrics (`rasterizer`) -> textured (with the portrait's own
+shading divided out, `face_model`), recoloured, Lambert-shaded pixels over a gradient background
+(`shading`) -> (B, 3, R, R) in [-1, 1].
 
 Projection: a face-frame point p maps to pixel s * R (R p)[:2] + centre, with s the inter-ocular
 distance as a fraction of the width and centre = R * ((0.5, 0.42) + translation); pixel centres are
@@ -38,8 +39,7 @@ class SyntheticGenerator(Generator):
         z_dim, w_dim: latent sizes.
         num_mapping_layers: depth of the z -> w mapping network.
         decoder_hidden: width of the per-row scene heads.
-        grid_spacing: mesh density in inter-ocular units (smaller is denser and slower).
-        head_depth, head_roundness: the head's depth and profile exponent (`face_model.build_face_mesh`).
+        head_depth: depth of the back of the head behind the eyes (`face_model.build_face_mesh`).
         seed: seeds every fixed random weight; the same seed gives the same generator.
     """
 
@@ -52,10 +52,8 @@ class SyntheticGenerator(Generator):
         w_dim: int = 64,
         num_mapping_layers: int = 4,
         decoder_hidden: int = 64,
-        grid_spacing: float = 0.17,
         seed: int = 0,
-        head_depth: float = 1.15,
-        head_roundness: float = 3.5,
+        head_depth: float = 2.7,
     ):
         super().__init__()
         for label, value, low, high in (
@@ -69,10 +67,11 @@ class SyntheticGenerator(Generator):
         weights = torch.Generator().manual_seed(int(seed))
         self.mapping_network = MappingNetwork(z_dim, w_dim, num_mapping_layers, weights)
         self.decoder = SceneDecoder(w_dim, decoder_hidden, weights)
-        mesh = build_face_mesh(grid_spacing=grid_spacing, seed=seed, head_depth=head_depth, head_roundness=head_roundness)
+        mesh = build_face_mesh(seed=seed, head_depth=head_depth)
         for key in ("vertices", "faces", "uv", "identity_basis", "expression_basis", "texture"):
             self.register_buffer(key, getattr(mesh, key))
         self.register_buffer("region_weights", torch.stack([mesh.skin_weight, mesh.hair_weight], -1))
+        self.register_buffer("delighting", mesh.delighting)
         self.register_buffer("w_avg", torch.zeros(w_dim))
         with torch.no_grad():
             calibration_z = torch.randn(NUM_CALIBRATION, z_dim, generator=weights)
@@ -123,7 +122,7 @@ class SyntheticGenerator(Generator):
         rotated, screen = self.posed_vertices(params)
         size = self.img_resolution
         triangle_ids = rasterize(screen.detach(), rotated[..., 2].detach(), self.faces, size, size)
-        shading = lambert(vertex_normals(rotated, self.faces), params.light_direction, params.ambient, params.light_gain)
+        shading = lambert(vertex_normals(rotated, self.faces), params.light_direction, params.ambient, params.light_gain) * self.delighting
         num_batch = screen.shape[0]
         vertex_values = torch.cat(
             [self.uv.expand(num_batch, -1, -1), self.region_weights.expand(num_batch, -1, -1), shading[..., None]], -1
@@ -166,7 +165,7 @@ class SyntheticGenerator(Generator):
 def build_synthetic_generator(**options) -> SyntheticGenerator:
     """Hydra target of `conf/generator/synthetic.yaml`: a ready, frozen generator. `name` must be
     "synthetic"; unknown option names raise a one-line ValueError listing the known ones."""
-    known = ("name", "img_resolution", "z_dim", "w_dim", "num_mapping_layers", "decoder_hidden", "grid_spacing", "seed", "head_depth", "head_roundness")
+    known = ("name", "img_resolution", "z_dim", "w_dim", "num_mapping_layers", "decoder_hidden", "seed", "head_depth")
     name = options.pop("name", SyntheticGenerator.name)
     if name != SyntheticGenerator.name:
         raise ValueError(f"generator.name must be {SyntheticGenerator.name!r} for this generator, got {name!r}")

@@ -138,7 +138,7 @@ class SceneDecoder(nn.Module):
             scale=0.21 * torch.exp(0.07 * torch.tanh(framing[:, 0] / 2.0) * 2.0),
             translation=0.03 * torch.tanh(framing[:, 1:3]),
             light_direction=light_direction,
-            ambient=0.55 + 0.15 * torch.tanh(light[:, 2]),
+            ambient=0.62 + 0.12 * torch.tanh(light[:, 2]),
             light_gain=torch.exp(0.12 * torch.tanh(light[:, 3])),
             background=torch.stack([top_colour, bottom_colour], 1),
         )

@@ -1,8 +1,10 @@
-"""The authored head mesh: landmark vertices, orientation, depth profile and blend shapes."""
+"""The head mesh: landmark vertices, a closed and oriented surface, depth, and blend shapes."""
+import collections
+
 import pytest
 import torch
 
-from backbones.synthetic.face_model import EXPRESSION_NAMES, IDENTITY_NAMES, build_face_mesh
+from backbones.synthetic.face_model import EXPRESSION_NAMES, IDENTITY_NAMES, NECK_COLUMNS, build_face_mesh
 from backbones.synthetic.portrait import portrait_landmarks
 
 
@@ -29,27 +31,41 @@ def test_landmark_vertices_are_the_portrait_landmarks(mesh):
     torch.testing.assert_close(eyes[1] - eyes[0], torch.tensor([1.0, 0.0]), atol=1e-5, rtol=0)
 
 
-def test_frontal_triangles_face_the_camera(mesh):
+def test_triangles_at_the_landmarks_face_the_camera(mesh):
     a, b, c = mesh.vertices[mesh.faces].unbind(1)
     cross = (b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0]
-    assert (cross > 0).all()
+    at_landmarks = (mesh.faces < 68).any(1)
+    assert at_landmarks.sum() >= 3 * 68 and (cross[at_landmarks] > 0).all()
 
 
-def test_depth_profile_nose_forward_eyes_back(mesh):
+def test_head_is_a_closed_consistently_oriented_surface(mesh):
+    """Every edge borders two triangles, once in each direction, except the neck tube's two open ends."""
+    directed = collections.Counter((int(u), int(v)) for a, b, c in mesh.faces.tolist() for u, v in ((a, b), (b, c), (c, a)))
+    assert max(directed.values()) == 1
+    open_edges = [edge for edge in directed if edge[::-1] not in directed]
+    assert len(open_edges) == 2 * NECK_COLUMNS
+
+
+def test_depth_nose_forward_eyes_back_outline_behind(mesh):
     depth = mesh.vertices[:, 2]
     nose_tip, eye_centre, lower_jaw = depth[30], depth[36:48].mean(), depth[[3, 13]].mean()
-    assert nose_tip < eye_centre - 0.2 and eye_centre < lower_jaw < 0
+    assert abs(eye_centre) < 1e-5
+    assert nose_tip < eye_centre - 0.4 and lower_jaw > eye_centre + 0.3
+    assert depth.max() == pytest.approx(2.7, abs=1e-5), "the back of the head lies head_depth behind the eyes"
 
 
-def test_head_shape_options_change_only_the_depth(mesh):
-    deeper = build_face_mesh(head_depth=2.0, head_roundness=2.0)
-    torch.testing.assert_close(deeper.vertices[:, :2], mesh.vertices[:, :2])
-    nose_and_eyes = slice(27, 48)
-    assert (deeper.vertices[nose_and_eyes, 2] < mesh.vertices[nose_and_eyes, 2] - 0.5).all()
-    with pytest.raises(ValueError, match="head_roundness"):
-        build_face_mesh(head_roundness=1.0)
+def test_head_depth_moves_only_the_back(mesh):
+    deeper = build_face_mesh(head_depth=3.5)
+    torch.testing.assert_close(deeper.vertices[:68], mesh.vertices[:68])
+    assert deeper.vertices[:, 2].max() == pytest.approx(3.5, abs=1e-5)
     with pytest.raises(ValueError, match="head_depth"):
-        build_face_mesh(head_depth=0.1)
+        build_face_mesh(head_depth=0.5)
+
+
+def test_delighting_gains_are_bounded_and_leave_the_back_alone(mesh):
+    assert (mesh.delighting >= 0.6).all() and (mesh.delighting <= 1.6).all()
+    assert mesh.delighting[:68].std() > 0, "the face's own shading is divided out"
+    assert (mesh.delighting[mesh.vertices[:, 2] > 1.5] == 1.0).all()
 
 
 def test_expressions_move_the_right_landmarks(mesh):
@@ -71,8 +87,3 @@ def test_expressions_move_the_right_landmarks(mesh):
 def test_identity_modes_are_distinct(mesh):
     flat = mesh.identity_basis.reshape(len(IDENTITY_NAMES), -1)
     assert torch.linalg.matrix_rank(flat) == len(IDENTITY_NAMES)
-
-
-def test_bad_grid_spacing_raises():
-    with pytest.raises(ValueError, match="grid_spacing"):
-        build_face_mesh(grid_spacing=0.0)
