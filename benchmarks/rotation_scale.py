@@ -3,7 +3,7 @@
     python -m benchmarks.rotation_scale [--num-faces 2000] [--seed 0] [--num-basis 12] [override ...]
     python -m benchmarks.rotation_scale --samples <samples.h5> [--num-basis 12]   # refit a kept dataset
 
-Samples `--num-faces` faces of the generator with its landmark detector (`nrsfm.sample.run`, the
+Samples `--num-faces` faces of the generator with its landmark detector (`sampling.sample.run`, the
 default sampling settings: dlib, 2 workers), fits the rank-one model (the factorizer and options of
 `conf/nrsfm/`, as `nrsfm.fit` does) once to the detected landmarks of the found faces and once to
 the generator's exact landmarks (`truth/landmarks`) of all faces, and prints in markdown:
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_module
 
-from nrsfm.dataset import read_samples
+from sampling.dataset import read_samples
 from nrsfm.model import AttributeLayout
-from nrsfm.sample import run as run_sampling
+from sampling.sample import run as run_sampling
 
 ANGLE_NAMES = ("pitch", "yaw", "roll")
 NOSE_TIP = 30
