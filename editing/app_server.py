@@ -14,6 +14,8 @@ A Content-Security-Policy lets the page load only from its own origin.
 from __future__ import annotations
 
 import base64
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -137,3 +139,32 @@ def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Requ
         except (UserError, ValueError) as error:
             return JSONResponse({"error": str(error)}, status_code=400, headers=SECURITY_HEADERS)
     return handle
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_in_background(app: Starlette, host: str = "127.0.0.1", port: int | None = None,
+                        timeout: float = 30.0) -> Iterator[str]:
+    """Serve `app` with uvicorn in a thread (on a free port when `port` is None); yields its URL, stops it after."""
+    import uvicorn
+
+    port = free_port(host) if port is None else port
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the app server did not start on {host}:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)

@@ -1,45 +1,23 @@
 """Serve an EditorSession on a free localhost port for a test, and drive it with headless Chromium."""
 import contextlib
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from urllib.parse import urlparse
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1500,1100")
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+NETWORK_SCHEMES = ("http", "https", "ws", "wss", "ftp")
 
 
 @contextlib.contextmanager
 def serve(session):
-    """The app of `session` served by uvicorn in a thread; yields its URL, stops it afterwards."""
-    import uvicorn
+    """The app of `session` served on a free localhost port in a thread; yields its URL."""
+    from editing.app_server import create_app, serve_in_background
 
-    from editing.app_server import create_app
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(session), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the app server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_background(create_app(session)) as url:
+        yield url
 
 
 def chromium_paths():
@@ -82,6 +60,9 @@ def requested_urls(driver):
 
 
 def leaves_localhost(url):
-    """Whether `url` goes to another machine (data: and blob: URLs stay in the page)."""
+    """Whether `url` goes to another machine: a network URL (http, https, ws, wss, ftp) to a host other than this
+    one, or a URL of a scheme the browser does not keep inside (data:, blob:, about:, chrome: stay)."""
     parsed = urlparse(url)
-    return parsed.scheme not in ("data", "blob") and parsed.hostname not in LOCAL_HOSTS
+    if parsed.scheme in ("data", "blob", "about", "chrome"):
+        return False
+    return parsed.scheme not in NETWORK_SCHEMES or parsed.hostname not in LOCAL_HOSTS

@@ -182,6 +182,15 @@ def test_the_server_answers_bad_input_with_a_message_and_keeps_serving(session):
             assert download.read()[:2] == b"PK"
 
 
+def test_leaves_localhost_tells_outside_requests_from_local_ones():
+    from app_harness import leaves_localhost
+
+    assert leaves_localhost("https://fonts.googleapis.com/css2?family=Source+Sans+Pro")
+    assert leaves_localhost("http://192.168.1.2:7860/api/state") and leaves_localhost("wss://example.org/queue")
+    assert not leaves_localhost("http://127.0.0.1:7860/static/app.js") and not leaves_localhost("http://localhost:80/")
+    assert not leaves_localhost("data:image/png;base64,AAAA") and not leaves_localhost("chrome://resources/js/util.js")
+
+
 def post_json(url, payload):
     request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
