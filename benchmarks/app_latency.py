@@ -10,6 +10,7 @@ and without the detected (red) landmarks; then `--releases` slider releases (the
 `editing.session.apply_editor`). Prints median and p95 in milliseconds, then the process's resident and peak
 memory. Other arguments are overrides of conf/app.yaml. The regressor is built on first use (editing.pipeline).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ from editing.pipeline import compose_stage
 
 
 def post_json(url: str, payload: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request) as answer:
         return json.load(answer)
 
@@ -52,8 +54,10 @@ def resident_mib() -> float:
 
 
 def report(label: str, client: np.ndarray, server: np.ndarray) -> None:
-    print(f"{label}: median {1000 * np.median(client):.0f} ms, p95 {1000 * np.percentile(client, 95):.0f} ms "
-          f"over {len(client)} (server side median {1000 * np.median(server):.0f} ms)")
+    print(
+        f"{label}: median {1000 * np.median(client):.0f} ms, p95 {1000 * np.percentile(client, 95):.0f} ms "
+        f"over {len(client)} (server side median {1000 * np.median(server):.0f} ms)"
+    )
 
 
 def main() -> None:
@@ -65,15 +69,20 @@ def main() -> None:
     cfg = compose_stage("app", args.overrides)
     start = time.perf_counter()
     session = build_session(cfg)
-    print(f"app ready in {time.perf_counter() - start:.1f} s: {session.generator.name} {session.generator.img_resolution} px, "
-          f"{session.state()['face']}, regressor {session.regressor.metadata['path']}")
+    print(
+        f"app ready in {time.perf_counter() - start:.1f} s: {session.generator.name} {session.generator.img_resolution} px, "
+        f"{session.state()['face']}, regressor {session.regressor.metadata['path']}"
+    )
     yaw0 = next(entry["value"] for entry in session.sliders() if entry["name"] == "yaw")
     yaws = yaw0 + np.linspace(-15, 15, args.moves)
     with serve_in_background(create_app(session)) as url:
         report("slider move, detected landmarks on", *round_trips(url, yaws, "preview", True))
         report("slider move, detected landmarks off", *round_trips(url, yaws, "preview", False))
         if args.releases > 0:
-            report("slider release, linear editor", *round_trips(url, yaws[:: max(1, args.moves // args.releases)], "linear", True))
+            report(
+                "slider release, linear editor",
+                *round_trips(url, yaws[:: max(1, args.moves // args.releases)], "linear", True),
+            )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"memory of the app process: {resident_mib():.0f} MiB resident, {peak:.0f} MiB peak")
 

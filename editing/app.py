@@ -7,6 +7,7 @@ generator, regressor and editing settings are those of the editing commands (con
 conf/editing/common.yaml); a missing regressor is built first (`editing.pipeline`). The page loads nothing
 from outside the app. Needs the ``app`` extra (``pip install -e ".[app]"``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,8 +33,10 @@ def build_session(cfg: DictConfig):
     try:
         detector_cfg = compose_stage("sample", [f"landmarks={detector_name}"]).landmarks
     except (MissingConfigException, ConfigCompositionException) as error:
-        raise UserError(f"the regressor's landmarks {detector_name!r} have no detector config in conf/landmarks/; "
-                        "use a regressor trained with dlib, fan or mediapipe landmarks") from error
+        raise UserError(
+            f"the regressor's landmarks {detector_name!r} have no detector config in conf/landmarks/; "
+            "use a regressor trained with dlib, fan or mediapipe landmarks"
+        ) from error
     session = EditorSession(cfg, generator, regressor, build(detector_cfg, "landmark detector"))
     session.choose_seed(cfg.seed)
     return session
@@ -46,12 +49,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
         from editing.app_server import create_app
     except ImportError as error:
-        raise UserError(f"the app needs the app extra ({error.name} is missing); pip install -e \".[app]\"") from error
+        raise UserError(f'the app needs the app extra ({error.name} is missing); pip install -e ".[app]"') from error
     session = build_session(cfg)
     url = f"http://{cfg.host}:{cfg.port}"
     print(f"editing.app: serving {session.generator.name} faces at {url} (Ctrl+C stops)")
-    uvicorn.run(create_app(session, int(cfg.max_upload_mb) * 2 ** 20), host=str(cfg.host), port=int(cfg.port),
-                log_level="warning")
+    uvicorn.run(
+        create_app(session, int(cfg.max_upload_mb) * 2**20), host=str(cfg.host), port=int(cfg.port), log_level="warning"
+    )
     return {"url": url}
 
 

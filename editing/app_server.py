@@ -11,6 +11,7 @@ Routes (JSON unless said; uploads are the raw file as the request body):
 Bad input answers status 400 with ``{"error": message}``; the page shows it and the server keeps serving.
 A Content-Security-Policy lets the page load only from its own origin.
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,13 +32,18 @@ from starlette.routing import Route
 from common.errors import UserError
 from editing.app_session import EditorSession
 
-STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-                "app.css": "text/css; charset=utf-8"}
-SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; connect-src 'self'",
-                    "Cache-Control": "no-store"}
+STATIC_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; connect-src 'self'",
+    "Cache-Control": "no-store",
+}
 
 
-def create_app(session: EditorSession, max_upload_bytes: int = 20 * 2 ** 20) -> Starlette:
+def create_app(session: EditorSession, max_upload_bytes: int = 20 * 2**20) -> Starlette:
     """The Starlette app serving `session`; requests run one at a time (the session is not thread-safe)."""
     lock = threading.Lock()
 
@@ -45,6 +51,7 @@ def create_app(session: EditorSession, max_upload_bytes: int = 20 * 2 ** 20) -> 
         def locked() -> Any:
             with lock:
                 return work()
+
         return await run_in_threadpool(locked)
 
     async def answer(work: Callable[[], Any]) -> Response:
@@ -53,7 +60,9 @@ def create_app(session: EditorSession, max_upload_bytes: int = 20 * 2 ** 20) -> 
     async def body_of(request: Request) -> bytes:
         data = await request.body()
         if len(data) > max_upload_bytes:
-            raise UserError(f"the upload has {len(data) / 2 ** 20:.1f} MiB; the app takes at most {max_upload_bytes / 2 ** 20:.0f} MiB")
+            raise UserError(
+                f"the upload has {len(data) / 2**20:.1f} MiB; the app takes at most {max_upload_bytes / 2**20:.0f} MiB"
+            )
         if not data:
             raise UserError("the upload is empty; choose a file")
         return data
@@ -103,9 +112,15 @@ def create_app(session: EditorSession, max_upload_bytes: int = 20 * 2 ** 20) -> 
             start = time.perf_counter()
             view = session.preview(changes, detect) if editor == "preview" else session.refine(changes, editor, detect)
             names = session.regressor.nrsfm.layout.names()
-            return {"image": "data:image/png;base64," + base64.b64encode(view.png).decode("ascii"),
-                    "q": dict(zip(names, view.q[0].tolist())), "detected": view.detected, "editor": view.editor, "note": session.note,
-                    "seconds": time.perf_counter() - start}
+            return {
+                "image": "data:image/png;base64," + base64.b64encode(view.png).decode("ascii"),
+                "q": dict(zip(names, view.q[0].tolist())),
+                "detected": view.detected,
+                "editor": view.editor,
+                "note": session.note,
+                "seconds": time.perf_counter() - start,
+            }
+
         return await answer(work)
 
     async def transfer(request: Request) -> Response:
@@ -115,29 +130,43 @@ def create_app(session: EditorSession, max_upload_bytes: int = 20 * 2 ** 20) -> 
 
     async def download(request: Request) -> Response:
         name = request.path_params["name"]
-        makers = {"edited.npz": (session.edited_npz, "application/octet-stream"), "edit.png": (session.edit_png, "image/png")}
+        makers = {
+            "edited.npz": (session.edited_npz, "application/octet-stream"),
+            "edit.png": (session.edit_png, "image/png"),
+        }
         if name not in makers:
             return Response("not found", status_code=404)
         make, media_type = makers[name]
         data = await call(make)
         return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    posts = {"/api/face": face, "/api/face/upload": upload_face, "/api/regressor": regressor, "/api/edit": edit,
-             "/api/transfer": transfer}
-    routes = [Route("/", page), Route("/static/{name}", page), Route("/api/state", guarded(state)),
-              Route("/api/download/{name}", guarded(download)),
-              *(Route(path, guarded(handler), methods=["POST"]) for path, handler in posts.items())]
+    posts = {
+        "/api/face": face,
+        "/api/face/upload": upload_face,
+        "/api/regressor": regressor,
+        "/api/edit": edit,
+        "/api/transfer": transfer,
+    }
+    routes = [
+        Route("/", page),
+        Route("/static/{name}", page),
+        Route("/api/state", guarded(state)),
+        Route("/api/download/{name}", guarded(download)),
+        *(Route(path, guarded(handler), methods=["POST"]) for path, handler in posts.items()),
+    ]
     return Starlette(routes=routes)
 
 
 def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """`handler` answering bad input (UserError, or the ValueError of an input check) with status 400 and
     ``{"error": message}``, which the page shows."""
+
     async def handle(request: Request) -> Response:
         try:
             return await handler(request)
         except (UserError, ValueError) as error:
             return JSONResponse({"error": str(error)}, status_code=400, headers=SECURITY_HEADERS)
+
     return handle
 
 
@@ -149,8 +178,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def serve_in_background(app: Starlette, host: str = "127.0.0.1", port: int | None = None,
-                        timeout: float = 30.0) -> Iterator[str]:
+def serve_in_background(
+    app: Starlette, host: str = "127.0.0.1", port: int | None = None, timeout: float = 30.0
+) -> Iterator[str]:
     """Serve `app` with uvicorn in a thread (on a free port when `port` is None); yields its URL, stops it after."""
     import uvicorn
 

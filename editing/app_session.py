@@ -14,6 +14,7 @@ Two ways to edit, both toward the same target (`edit_target`, then `editing.sess
 Every view is the grid original | edit | edit with the target landmarks (green rings) and, when asked, the
 landmarks detected on the edit (red dots), as a PNG. Bad input raises `UserError` with a message for the page.
 """
+
 from __future__ import annotations
 
 import io
@@ -107,15 +108,19 @@ class EditorSession:
         """Switch to the regressor in `path` (regressor.pt) if it fits the generator; the face is kept."""
         path = Path(str(path).strip())
         if not path.is_file():
-            raise UserError(f"regressor file {path} not found; give the path of a regressor.pt from python -m regressor.train")
+            raise UserError(
+                f"regressor file {path} not found; give the path of a regressor.pt from python -m regressor.train"
+            )
         try:
             regressor = load_attribute_regressor(path).requires_grad_(False)
             check_regressor_matches(regressor, self.generator, self.cfg.latent_space)
         except (ValueError, OSError, RuntimeError, KeyError) as error:
             raise UserError(f"cannot use {path}: {error}") from error
         if regressor.nrsfm.num_landmarks != self.detector.num_landmarks:
-            raise UserError(f"{path} was fitted to {regressor.nrsfm.num_landmarks} landmarks, but the app's detector "
-                            f"{self.detector.name} gives {self.detector.num_landmarks}; restart the app with that regressor")
+            raise UserError(
+                f"{path} was fitted to {regressor.nrsfm.num_landmarks} landmarks, but the app's detector "
+                f"{self.detector.name} gives {self.detector.num_landmarks}; restart the app with that regressor"
+            )
         regressor.metadata["path"] = str(path)
         label = None if self.face is None else self.face.label
         latent0 = None if self.face is None else self.face.latent0
@@ -130,15 +135,15 @@ class EditorSession:
             seed = int(seed)
         except (TypeError, ValueError) as error:
             raise UserError(f"seed must be a whole number, got {seed!r}") from error
-        if not 0 <= seed < 2 ** 32:
-            raise UserError(f"seed must be in 0 .. {2 ** 32 - 1}, got {seed}")
+        if not 0 <= seed < 2**32:
+            raise UserError(f"seed must be in 0 .. {2**32 - 1}, got {seed}")
         latent = latents_from_seeds(self.generator, [seed], self.cfg.latent_space, float(self.cfg.truncation_psi))
         self._set_face(f"seed {seed}", latent)
         return self.state()
 
     def choose_random(self) -> dict[str, Any]:
         """Edit the face of a random seed; returns `state`."""
-        return self.choose_seed(secrets.randbelow(2 ** 31))
+        return self.choose_seed(secrets.randbelow(2**31))
 
     def choose_latent_file(self, data: bytes, name: str = "upload.npz") -> dict[str, Any]:
         """Edit the first face of an uploaded latent file (``w`` (N, num_ws, w_dim)); returns `state`."""
@@ -154,10 +159,15 @@ class EditorSession:
 
     def state(self) -> dict[str, Any]:
         """What the page shows of the session: the face, the sliders (with the face's values), the editors."""
-        return {"face": None if self.face is None else self.face.label, "sliders": self.sliders(),
-                "editors": list(self.editors), "presets": self.directions is not None,
-                "regressor": str(self.regressor.metadata.get("path", "")), "generator": self.generator.name,
-                "resolution": int(self.generator.img_resolution)}
+        return {
+            "face": None if self.face is None else self.face.label,
+            "sliders": self.sliders(),
+            "editors": list(self.editors),
+            "presets": self.directions is not None,
+            "regressor": str(self.regressor.metadata.get("path", "")),
+            "generator": self.generator.name,
+            "resolution": int(self.generator.img_resolution),
+        }
 
     def sliders(self) -> list[dict[str, Any]]:
         """One entry per slider: name, min, max, step and the current face's value."""
@@ -172,7 +182,9 @@ class EditorSession:
             factor = 180 / math.pi if name in ANGLES else 1.0
             entries.append(_slider(name, factor * float(low[index]), factor * float(high[index]), values[name]))
         if self.directions is not None:
-            entries += [_slider(name, -float(self.cfg.num_std), float(self.cfg.num_std), values[name]) for name in PRESET_NAMES]
+            entries += [
+                _slider(name, -float(self.cfg.num_std), float(self.cfg.num_std), values[name]) for name in PRESET_NAMES
+            ]
         for k in range(model.layout.num_basis):
             index = names.index(f"alpha.{k}")
             entries.append(_slider(f"alpha.{k}", float(low[index]), float(high[index]), values[f"alpha.{k}"]))
@@ -198,8 +210,15 @@ class EditorSession:
         if editor not in self.editors:
             raise UserError(f"unknown editor {editor!r}; choose one of {', '.join(self.editors)}")
         target = self.target(changes)
-        result = apply_editor(self.cfg, self.generator, self.regressor, face.latent0, target, editor=self.editors[editor],
-                              metric=self._metric)
+        result = apply_editor(
+            self.cfg,
+            self.generator,
+            self.regressor,
+            face.latent0,
+            target,
+            editor=self.editors[editor],
+            metric=self._metric,
+        )
         if not torch.isfinite(result.latent).all():
             raise UserError("the edit diverged (non-finite latents); ask for a smaller change or use the linear editor")
         return self._show(result.latent.detach(), target, detect, editor)
@@ -219,8 +238,14 @@ class EditorSession:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                target = edit_target(face.q0, values, self.regressor.nrsfm, free=list(self.cfg.free),
-                                     num_std=float(self.cfg.num_std), directions=self.directions)
+                target = edit_target(
+                    face.q0,
+                    values,
+                    self.regressor.nrsfm,
+                    free=list(self.cfg.free),
+                    num_std=float(self.cfg.num_std),
+                    directions=self.directions,
+                )
         except ValueError as error:
             raise UserError(str(error)) from error
         self.note = "; ".join(str(warning.message) for warning in caught)
@@ -241,11 +266,14 @@ class EditorSession:
             raise UserError("no face found in the photo; upload a photo with one face, seen from the front or the side")
         height, width = images.shape[-2:]
         model = self.regressor.nrsfm
-        landmarks = detections.landmarks.to(model.q_mean.dtype) / torch.tensor([width, height], dtype=model.q_mean.dtype)
+        landmarks = detections.landmarks.to(model.q_mean.dtype) / torch.tensor(
+            [width, height], dtype=model.q_mean.dtype
+        )
         q_photo = fit_q(model, landmarks)
         values = self._slider_values(q_photo)
-        names = (list(ANGLES) if "rotation" in parts else []) + \
-                ([f"alpha.{k}" for k in range(model.layout.num_basis)] if "expression" in parts else [])
+        names = (list(ANGLES) if "rotation" in parts else []) + (
+            [f"alpha.{k}" for k in range(model.layout.num_basis)] if "expression" in parts else []
+        )
         return {name: values[name] for name in names}
 
     # Downloads
@@ -257,12 +285,27 @@ class EditorSession:
         psi = float(self.cfg.truncation_psi)
         with torch.no_grad():
             ws, ws0 = (self.generator.to_ws(latent, space, psi) for latent in (view.latent, face.latent0))
-        metadata = {"generator": self.generator.name, "generator_checksum": self.generator.checksum(), "latent_space": space,
-                    "truncation_psi": psi, "command": "app", "face": face.label, "editor": view.editor,
-                    "regressor": str(self.regressor.metadata.get("path", ""))}
+        metadata = {
+            "generator": self.generator.name,
+            "generator_checksum": self.generator.checksum(),
+            "latent_space": space,
+            "truncation_psi": psi,
+            "command": "app",
+            "face": face.label,
+            "editor": view.editor,
+            "regressor": str(self.regressor.metadata.get("path", "")),
+        }
         with tempfile.TemporaryDirectory() as folder:
-            path = save_latents(Path(folder) / "edited.npz", ws, metadata, w_original=ws0, q_original=face.q0,
-                                q_target=view.target.q, q_edit=view.q, mask=view.target.mask)
+            path = save_latents(
+                Path(folder) / "edited.npz",
+                ws,
+                metadata,
+                w_original=ws0,
+                q_original=face.q0,
+                q_target=view.target.q,
+                q_edit=view.q,
+                mask=view.target.mask,
+            )
             return path.read_bytes()
 
     def edit_png(self) -> bytes:
@@ -277,7 +320,9 @@ class EditorSession:
         model = regressor.nrsfm
         self.directions = None
         if model.num_landmarks == 68:
-            self.directions = derive_expression_directions(model, training_attributes(self.cfg, self.generator, regressor))
+            self.directions = derive_expression_directions(
+                model, training_attributes(self.cfg, self.generator, regressor)
+            )
         self._metric = latent_metric(self.cfg, self.generator)
         self._damping = float(self.editors["linear"].get("damping", 0.0)) if "linear" in self.editors else 0.0
         self._slider_names = [entry["name"] for entry in self.sliders()]
@@ -296,8 +341,12 @@ class EditorSession:
 
     def _render(self, latent: torch.Tensor) -> torch.Tensor:
         """(1, *S) latent -> (1, 3, R, R) image in [-1, 1]."""
-        return render(self.generator, latent.to(self.generator.w_avg.dtype), self.regressor.latent_space,
-                      float(self.cfg.truncation_psi))
+        return render(
+            self.generator,
+            latent.to(self.generator.w_avg.dtype),
+            self.regressor.latent_space,
+            float(self.cfg.truncation_psi),
+        )
 
     def _current_face(self) -> Face:
         if self.face is None:
@@ -316,7 +365,9 @@ class EditorSession:
         row = q[0].double()
         values = {name: math.degrees(float(row[names.index(name)])) for name in ANGLES}
         values["scale"] = float(row[0] + row[2]) / 2
-        values.update({name: float(row[names.index(name)]) for name in names if name.startswith("alpha.") or name in ("tx", "ty")})
+        values.update(
+            {name: float(row[names.index(name)]) for name in names if name.startswith("alpha.") or name in ("tx", "ty")}
+        )
         if self.directions is not None:
             coordinates = expression_coordinates(q.to(model.q_mean.dtype), model, self.directions)[0]
             values.update({name: float(coordinates[list(self.directions).index(name)]) for name in PRESET_NAMES})
@@ -334,12 +385,15 @@ class EditorSession:
             detections = self.detector.detect(image)
             found = bool(detections.found[0])
             detected = detections.landmarks[0].numpy() / np.array([image.shape[-1], image.shape[-2]]) if found else None
-        self.view = EditView(grid_png(face.image0, image, target_landmarks[0].cpu().numpy(), detected), latent, target, q,
-                             found, editor)
+        self.view = EditView(
+            grid_png(face.image0, image, target_landmarks[0].cpu().numpy(), detected), latent, target, q, found, editor
+        )
         return self.view
 
 
-def grid_png(original: torch.Tensor, edited: torch.Tensor, target_landmarks: np.ndarray, detected: np.ndarray | None) -> bytes:
+def grid_png(
+    original: torch.Tensor, edited: torch.Tensor, target_landmarks: np.ndarray, detected: np.ndarray | None
+) -> bytes:
     """PNG of original | edit | edit with target landmarks (L, 2) as green rings and detected ones (L, 2) as red dots
     (none drawn when None); images (1, 3, H, W) in [-1, 1], landmarks normalised."""
     before, after = images_to_uint8(original)[0], images_to_uint8(edited)[0]

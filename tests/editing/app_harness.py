@@ -1,12 +1,22 @@
 """Serve an EditorSession on a free localhost port for a test, and drive it with headless Chromium."""
+
 import contextlib
 import shutil
 import tempfile
 from urllib.parse import urlparse
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1500,1100")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1500,1100",
+)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 NETWORK_SCHEMES = ("http", "https", "ws", "wss", "ftp")
 

@@ -1,4 +1,5 @@
 """The browser editor's session (editing.app_session) and server (editing.app_server) on the stand-ins."""
+
 import io
 import json
 import urllib.error
@@ -50,9 +51,16 @@ def test_preview_is_the_linear_editors_first_step_from_the_cached_jacobian(sessi
     changes = {"yaw": slider_value(session, "yaw") + 10, "tx": slider_value(session, "tx") + 0.05}
     view = session.preview(changes)
     face = session.face
-    target = hold_alpha(session.cfg, session.generator, session.regressor, face.q0,
-                        edit_target(face.q0, changes, session.regressor.nrsfm))
-    expected = linear_edit(session.regressor, face.latent0, target, num_steps=1, damping=float(session.cfg.editors.linear.damping))
+    target = hold_alpha(
+        session.cfg,
+        session.generator,
+        session.regressor,
+        face.q0,
+        edit_target(face.q0, changes, session.regressor.nrsfm),
+    )
+    expected = linear_edit(
+        session.regressor, face.latent0, target, num_steps=1, damping=float(session.cfg.editors.linear.damping)
+    )
     torch.testing.assert_close(view.latent, expected.latent)
     torch.testing.assert_close(view.target.q, target.q)
     assert view.editor == "preview" and view.detected is True
@@ -171,7 +179,9 @@ def test_the_server_answers_bad_input_with_a_message_and_keeps_serving(session):
 
     with serve(session) as url:
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(urllib.request.Request(f"{url}/api/face/upload?name=x.npz", data=b"junk", method="POST"))
+            urllib.request.urlopen(
+                urllib.request.Request(f"{url}/api/face/upload?name=x.npz", data=b"junk", method="POST")
+            )
         assert refused.value.code == 400 and "not a latent file" in json.load(refused.value)["error"]
         view = post_json(f"{url}/api/edit", {"changes": {"yaw": 0}, "editor": "preview"})
         assert view["image"].startswith("data:image/png;base64,") and view["editor"] == "preview"
@@ -192,8 +202,9 @@ def test_leaves_localhost_tells_outside_requests_from_local_ones():
 
 
 def post_json(url, payload):
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request) as answer:
         return json.load(answer)
 
@@ -208,4 +219,6 @@ def saved_regressor(path, generator):
     torch.manual_seed(0)
     nrsfm = random_nrsfm(dtype=torch.float32)
     mlp = AttributeMLP(16, nrsfm.layout.dim, hidden_dims=(32,), activation="tanh", head_scale=1.0)
-    return save_attribute_regressor(path, AttributeRegressor(mlp, nrsfm, "w", (16,), {"generator": generator, "latent_space": "w"}))
+    return save_attribute_regressor(
+        path, AttributeRegressor(mlp, nrsfm, "w", (16,), {"generator": generator, "latent_space": "w"})
+    )

@@ -6,6 +6,7 @@ generator with its real regressor (built and cached on first use, `editing.pipel
 on the shown image turned the way the slider asked (dlib landmarks + `nrsfm.fit_q.fit_q`), and saves the
 screenshot; with RANKONE_APP_SCREENSHOT=docs/app.png it also writes it there for the README.
 """
+
 import base64
 import io
 import os
@@ -22,7 +23,9 @@ pytest.importorskip("uvicorn", reason="the app extra is not installed (pip insta
 pytest.importorskip("starlette", reason="the app extra is not installed (pip install -e '.[app]')")
 pytest.importorskip("selenium", reason="the app extra is not installed (pip install -e '.[app]')")
 if chromium_paths() is None:
-    pytest.skip("Chromium or chromedriver is missing (apt-get install chromium chromium-driver)", allow_module_level=True)
+    pytest.skip(
+        "Chromium or chromedriver is missing (apt-get install chromium chromium-driver)", allow_module_level=True
+    )
 
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -34,11 +37,13 @@ from editing.pipeline import compose_stage  # noqa: E402
 
 def wait_for_view(driver, after_version, timeout, editor=None):
     """Wait until the page shows a view newer than `after_version` (made by `editor`) and is idle; its version."""
+
     def ready(driver):
         image = driver.find_element(By.ID, "view")
         version = int(image.get_attribute("data-version") or 0)
         done = version > after_version and image.get_attribute("data-state") == "ready"
         return version if done and (editor is None or image.get_attribute("data-editor") == editor) else False
+
     return WebDriverWait(driver, timeout).until(ready)
 
 
@@ -56,8 +61,9 @@ def drag_slider(driver, name, fraction):
     width = slider.size["width"]
     span = float(slider.get_attribute("max")) - float(slider.get_attribute("min"))
     thumb = (before - float(slider.get_attribute("min"))) / span * width - width / 2
-    ActionChains(driver).move_to_element_with_offset(slider, int(thumb), 0).click_and_hold() \
-        .move_by_offset(int(fraction * width / 2), 0).move_by_offset(int(fraction * width / 2), 0).release().perform()
+    ActionChains(driver).move_to_element_with_offset(slider, int(thumb), 0).click_and_hold().move_by_offset(
+        int(fraction * width / 2), 0
+    ).move_by_offset(int(fraction * width / 2), 0).release().perform()
     return before, float(slider.get_attribute("value"))
 
 
@@ -70,8 +76,9 @@ def assert_stayed_local(driver):
 
 
 def test_stand_in_app_in_chromium_moves_yaw_shows_errors_and_stays_local(tmp_path):
-    session = EditorSession(compose_stage("app", ["pipeline.num_samples=200"]), TinyGenerator(), TinyRegressor(),
-                            ProjectionDetector())
+    session = EditorSession(
+        compose_stage("app", ["pipeline.num_samples=200"]), TinyGenerator(), TinyRegressor(), ProjectionDetector()
+    )
     session.choose_seed(3)
     with serve(session) as url, chromium() as driver:
         requested_urls(driver)  # drain what the browser asked for before the app (its new-tab page)
@@ -115,7 +122,9 @@ def test_default_generator_app_in_chromium_turns_the_face_the_way_the_slider_ask
         size = torch.tensor([images.shape[-1], images.shape[-2]], dtype=model.q_mean.dtype)
         q_image = fit_q(model, detections.landmarks.to(model.q_mean.dtype) / size)
         turned = float(torch.rad2deg(q_image[1, 4] - q_image[0, 4]))
-        assert turned > 0.3 * (yaw1 - yaw0), f"asked to turn by {yaw1 - yaw0:.1f} deg, the image turned by {turned:.1f} deg"
+        assert turned > 0.3 * (yaw1 - yaw0), (
+            f"asked to turn by {yaw1 - yaw0:.1f} deg, the image turned by {turned:.1f} deg"
+        )
         assert_stayed_local(driver)
         driver.save_screenshot(str(tmp_path / "app.png"))
     if os.environ.get("RANKONE_APP_SCREENSHOT"):
