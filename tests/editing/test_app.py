@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from editing_standins import ProjectionDetector, TinyGenerator, TinyRegressor, random_nrsfm
+from omegaconf import open_dict
 from PIL import Image
 
 from common.errors import UserError
@@ -190,6 +191,16 @@ def test_the_server_answers_bad_input_with_a_message_and_keeps_serving(session):
             assert "Content-Security-Policy" in page.headers and "http" not in html.replace("http-equiv", "")
         with urllib.request.urlopen(f"{url}/api/download/edited.npz") as download:
             assert download.read()[:2] == b"PK"
+
+
+def test_an_app_whose_regressor_has_no_landmark_detector_config_stops_with_one_line(regressor_path):
+    from editing.app import build_session
+
+    cfg = app_config("generator=stylegan2", f"regressor_path={regressor_path}")
+    with open_dict(cfg):
+        cfg.generator = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
+    with pytest.raises(UserError, match="landmarks 'test' have no detector config"):
+        build_session(cfg)
 
 
 def test_leaves_localhost_tells_outside_requests_from_local_ones():

@@ -110,8 +110,8 @@ def test_default_generator_app_in_chromium_turns_the_face_the_way_the_slider_ask
         driver.get(url)
         version = wait_for_view(driver, 0, 120)
         before = shown_panels(driver)
-        yaw0, yaw1 = drag_slider(driver, "yaw", 0.25)
-        assert yaw1 - yaw0 > 10, "the drag should ask for a clear turn"
+        yaw0, yaw1 = drag_slider(driver, "yaw", 0.35)
+        assert yaw1 - yaw0 > 8, "the drag should ask for a clear turn"
         wait_for_view(driver, version, 300, editor="linear")
         after = shown_panels(driver)
         assert np.array_equal(after[0], before[0]) and not np.array_equal(after[1], before[1])
