@@ -152,7 +152,7 @@ class EditorSession:
             path.write_bytes(data)
             try:
                 latents = latents_from_file(self.generator, path, self.cfg.latent_space)
-            except UserError as error:
+            except (UserError, ValueError) as error:
                 raise UserError(str(error).replace(str(path), Path(name).name)) from error
         self._set_face(f"{Path(name).name} (face 1 of {len(latents)})", latents[:1])
         return self.state()

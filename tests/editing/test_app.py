@@ -121,6 +121,12 @@ def test_bad_input_is_a_message(session, tmp_path):
     save_latents(wrong, torch.zeros(1, 5, 7))
     with pytest.raises(UserError, match=r"wrong.npz holds w of shape \(1, 5, 7\)"):
         session.choose_latent_file(wrong.read_bytes(), "wrong.npz")
+    save_latents(wrong, torch.zeros(1, TinyGenerator.num_ws, TinyGenerator.w_dim))
+    with np.load(wrong) as data:
+        arrays = {**data, "w": np.full_like(data["w"], np.nan)}
+    np.savez(wrong, **arrays)
+    with pytest.raises(UserError, match="w in wrong.npz contains NaN"):
+        session.choose_latent_file(wrong.read_bytes(), "wrong.npz")
     with pytest.raises(UserError, match="not an image"):
         session.transfer_from_photo(b"GIF89a broken", ["rotation"])
     with pytest.raises(UserError, match="seed must be a whole number"):
