@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from common.errors import UserError
-from editing.app_session import EditorSession
+from editing.app_session import EditorSession, encode_image
 
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
@@ -113,7 +113,7 @@ def create_app(session: EditorSession, max_upload_bytes: int = 20 * 2**20) -> St
             view = session.preview(changes, detect) if editor == "preview" else session.refine(changes, editor, detect)
             names = session.regressor.nrsfm.layout.names()
             return {
-                "image": "data:image/png;base64," + base64.b64encode(view.png).decode("ascii"),
+                "image": "data:image/png;base64," + base64.b64encode(encode_image(view.grid)).decode("ascii"),
                 "q": dict(zip(names, view.q[0].tolist())),
                 "detected": view.detected,
                 "editor": view.editor,

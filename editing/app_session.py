@@ -40,9 +40,10 @@ from editing.compatibility import check_regressor_matches
 from editing.latents import latents_from_file, latents_from_seeds, row_mask
 from editing.linear import latent_jacobian, minimum_norm_step
 from editing.outputs import ACHIEVED_COLOR, TARGET_COLOR, draw_landmarks, images_to_uint8, save_latents
+from editing.pose_coupling import couple_held_alpha, pose_coupling
 from editing.presets import PRESET_NAMES, derive_expression_directions, expression_coordinates
 from editing.render import render
-from editing.session import apply_editor, editable_rows, hold_alpha, latent_metric, training_attributes
+from editing.session import apply_editor, choice, editable_rows, latent_metric, training_attributes
 from nrsfm.fit_q import fit_q
 from regressor.export import load_attribute_regressor
 
@@ -71,10 +72,10 @@ class Face:
 
 @dataclass
 class EditView:
-    """One shown edit: the grid PNG, the edited latent (1, *S), its target, phi of it (1, D), and whether
-    the detector found the face on it (None: not asked)."""
+    """One shown edit: the grid (H, 3 W, 3) uint8, the edited latent (1, *S), its target, phi of it (1, D),
+    and whether the detector found the face on it (None: not asked)."""
 
-    png: bytes
+    grid: np.ndarray
     latent: torch.Tensor
     target: EditTarget
     q: torch.Tensor
@@ -249,7 +250,9 @@ class EditorSession:
         except ValueError as error:
             raise UserError(str(error)) from error
         self.note = "; ".join(str(warning.message) for warning in caught)
-        return hold_alpha(self.cfg, self.generator, self.regressor, face.q0, target)
+        if self._coupling is None:
+            return target
+        return couple_held_alpha(target, face.q0, self._coupling, self.regressor.nrsfm.layout)
 
     # Transfer from a photo
 
@@ -310,7 +313,7 @@ class EditorSession:
 
     def edit_png(self) -> bytes:
         """The latest view (original | edit | edit with landmarks) as PNG bytes."""
-        return self._current_view().png
+        return encode_image(self._current_view().grid)
 
     # Internals
 
@@ -324,6 +327,9 @@ class EditorSession:
                 model, training_attributes(self.cfg, self.generator, regressor)
             )
         self._metric = latent_metric(self.cfg, self.generator)
+        self._coupling = None  # editing.session.hold_alpha, with the coupling fitted once per regressor
+        if choice(self.cfg, "hold_alpha") == "coupled":
+            self._coupling = pose_coupling(training_attributes(self.cfg, self.generator, regressor), model.layout)
         self._damping = float(self.editors["linear"].get("damping", 0.0)) if "linear" in self.editors else 0.0
         self._slider_names = [entry["name"] for entry in self.sliders()]
         self.view = None
@@ -385,23 +391,27 @@ class EditorSession:
             detections = self.detector.detect(image)
             found = bool(detections.found[0])
             detected = detections.landmarks[0].numpy() / np.array([image.shape[-1], image.shape[-2]]) if found else None
-        self.view = EditView(
-            grid_png(face.image0, image, target_landmarks[0].cpu().numpy(), detected), latent, target, q, found, editor
-        )
+        grid = view_grid(face.image0, image, target_landmarks[0].cpu().numpy(), detected)
+        self.view = EditView(grid, latent, target, q, found, editor)
         return self.view
 
 
-def grid_png(
+def view_grid(
     original: torch.Tensor, edited: torch.Tensor, target_landmarks: np.ndarray, detected: np.ndarray | None
-) -> bytes:
-    """PNG of original | edit | edit with target landmarks (L, 2) as green rings and detected ones (L, 2) as red dots
-    (none drawn when None); images (1, 3, H, W) in [-1, 1], landmarks normalised."""
+) -> np.ndarray:
+    """(H, 3 W, 3) uint8: original | edit | edit with target landmarks (L, 2) as green rings and detected ones (L, 2)
+    as red dots (none drawn when None); images (1, 3, H, W) in [-1, 1], landmarks normalised."""
     before, after = images_to_uint8(original)[0], images_to_uint8(edited)[0]
     marked = draw_landmarks(after, target_landmarks, TARGET_COLOR, ring=True)
     if detected is not None:
         marked = draw_landmarks(marked, detected, ACHIEVED_COLOR)
+    return np.concatenate([before, after, marked], axis=1)
+
+
+def encode_image(pixels: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG bytes (lossless, so the page shows what downloads; the fastest zlib level)."""
     buffer = io.BytesIO()
-    Image.fromarray(np.concatenate([before, after, marked], axis=1)).save(buffer, format="PNG", compress_level=1)
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

@@ -65,16 +65,16 @@ def test_preview_is_the_linear_editors_first_step_from_the_cached_jacobian(sessi
     torch.testing.assert_close(view.latent, expected.latent)
     torch.testing.assert_close(view.target.q, target.q)
     assert view.editor == "preview" and view.detected is True
-    image = np.asarray(Image.open(io.BytesIO(view.png)))
-    assert image.shape == (16, 48, 3)
+    assert view.grid.shape == (16, 48, 3) and view.grid.dtype == np.uint8
 
 
 def test_preview_turns_the_face_and_the_image_changes(session):
     yaw0 = slider_value(session, "yaw")
-    before = session.preview({}).png
+    before = session.preview({}).grid
     view = session.preview({"yaw": yaw0 + 10})
     assert float(torch.rad2deg(view.q[0, 4])) > yaw0
-    assert view.png != before
+    np.testing.assert_array_equal(view.grid[:, :16], before[:, :16])  # the original stays
+    assert not np.array_equal(view.grid[:, 16:32], before[:, 16:32])
 
 
 @pytest.mark.parametrize("editor", ["linear", "gradient"])
@@ -98,7 +98,7 @@ def test_downloads_hold_the_latest_edit_in_nvidias_layout(session, tmp_path):
     assert ws.shape == (1, TinyGenerator.num_ws, TinyGenerator.w_dim)
     torch.testing.assert_close(ws[0, 0].double(), view.latent[0].double(), atol=1e-6, rtol=0)
     assert metadata["editor"] == "linear" and metadata["face"] == "seed 3"
-    assert session.edit_png() == view.png
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(session.edit_png()))), view.grid)
 
 
 def test_a_downloaded_latent_file_opens_as_the_face(session, tmp_path):
