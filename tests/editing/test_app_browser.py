@@ -5,6 +5,7 @@ a message in the page and that no request leaves localhost. The slow test does t
 generator with its real regressor (built and cached on first use, `editing.pipeline`), checks that the face
 on the shown image turned the way the slider asked (dlib landmarks + `nrsfm.fit_q.fit_q`), and saves the
 screenshot; with RANKONE_APP_SCREENSHOT=docs/app.png it also writes it there for the README.
+RANKONE_APP_REGRESSOR=<regressor.pt> gives it another regressor of the default generator instead.
 """
 
 import base64
@@ -104,7 +105,8 @@ def test_default_generator_app_in_chromium_turns_the_face_the_way_the_slider_ask
     from editing.app import build_session
     from nrsfm.fit_q import fit_q
 
-    session = build_session(compose_stage("app", []))
+    regressor = os.environ.get("RANKONE_APP_REGRESSOR")
+    session = build_session(compose_stage("app", [f"regressor_path={regressor}"] if regressor else []))
     with serve(session) as url, chromium() as driver:
         requested_urls(driver)
         driver.get(url)
