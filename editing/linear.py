@@ -108,6 +108,13 @@ def linear_edit(
     return LinearEdit(latent.view_as(latent0), q, torch.stack(errors))
 
 
+def minimum_norm_step(jacobian: torch.Tensor, residual: torch.Tensor, damping: float = 0.0,
+                      metric: torch.Tensor | None = None) -> torch.Tensor:
+    """The step `linear_edit` takes from a Jacobian it already has: (B, C, P) J of the constrained,
+    standardised rows and (B, C) residual -> (B, P) latent step (damped, in the `metric` when given)."""
+    return _metric_step(jacobian, residual, damping, metric)
+
+
 def _metric_step(jacobian: torch.Tensor, residual: torch.Tensor, damping: float, metric: torch.Tensor | None) -> torch.Tensor:
     """(B, C, P), (B, C) -> (B, P): the damped minimum-norm step, in whitened coordinates S u when
     `metric` S (d, d) is given (P a multiple of d; S applied to every d-block)."""
