@@ -203,7 +203,7 @@ def _principal_rows(centred: torch.Tensor, num_rows: int, chunk_size: int) -> tu
     return vectors[:, -num_rows:].flip(-1).T.contiguous(), gram.trace()
 
 
-def _metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
+def metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
     """Q (3, 3) such that the rows of every M_n Q are orthogonal and of equal norm (least squares),
     scaled so that the rows have unit mean square norm.
 
@@ -239,7 +239,7 @@ def _two_step(reduced: torch.Tensor, num_basis: int, num_steps: int, tolerance: 
     """Rigid fit with metric upgrade, non-rigid rows, and ALS for D and alpha (cameras, B0 fixed)."""
     num_rows = reduced.shape[-1]
     eye = torch.eye(num_rows, dtype=reduced.dtype, device=reduced.device)
-    upgrade = _metric_upgrade(reduced[..., :3])
+    upgrade = metric_upgrade(reduced[..., :3])
     cameras = reduced[..., :3] @ upgrade
     mean_rows = torch.linalg.solve(upgrade, eye[:3])
     basis_rows = eye[3:]
@@ -453,7 +453,7 @@ def _unit_factors(factors: _Factors) -> _Factors:
 
 def _euclidean(factors: _Factors) -> _Factors:
     """Undo the drift of the free affine 3D frame: metric upgrade, then unit d_k, b_k, zero-mean alpha."""
-    return _unit_factors(_transformed(factors, torch.linalg.inv(_metric_upgrade(factors.cameras))))
+    return _unit_factors(_transformed(factors, torch.linalg.inv(metric_upgrade(factors.cameras))))
 
 
 def _transformed(factors: _Factors, transform: torch.Tensor) -> _Factors:
