@@ -15,7 +15,7 @@ deformation for rotation when the deformation is strong. Steps (no loop over sam
    coordinate axis, b_k that axis's row of the full shape, normalised), so K = 3k.
 5. Gauges: the frame is rotated by the mean camera rotation (theta = 0 is the average view); the
    depth reflection is resolved by a rule that needs no knowledge of the object (the mean shape's
-   depths have positive third moment, `generic_mirror_rule`); scale so that the mean camera scale
+   depths have positive third moment, `nrsfm.facing.generic_mirror_rule`); scale so that the mean camera scale
    is 1; alpha has zero mean (its mean is in the mean shape).
 A degenerate corrective solve (too little rotation) falls back to the rigid Tomasi-Kanade cameras
 with a logged warning.
@@ -27,6 +27,7 @@ import logging
 import torch
 
 from nrsfm.camera import camera_to_intrinsics_rotation, nearest_rotation
+from nrsfm.facing import generic_mirror_rule
 from nrsfm.factorize import metric_upgrade
 from nrsfm.geometry import matrix_to_euler_angles
 from nrsfm.known_cameras import complete_rotations, fit_shape_basis, held_out_error
@@ -155,12 +156,6 @@ def choose_num_shapes(
         if errors[index + 1] > (1 - ELBOW_GAIN) * errors[index]:
             return index + 1, errors
     return len(errors), errors
-
-
-def generic_mirror_rule(mean_shape: torch.Tensor) -> bool:
-    """True when the depths of the mean shape (L, 3) (centred) have a positive third moment."""
-    depth = mean_shape[:, 2] - mean_shape[:, 2].mean()
-    return bool(depth.pow(3).sum() > 0)
 
 
 def _fix_gauges(cameras: torch.Tensor, basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,29 +39,39 @@ def corrective_cameras(
     reduced: torch.Tensor,
     orthographic: bool = True,
     num_iterations: int = 500,
+    max_samples: int = 4096,
 ) -> torch.Tensor:
     """Scaled-orthographic cameras (N, 2, 3) from reduced measurements (N, 2, r), r >= 3.
 
     `orthographic` asks for one scale for all samples (module docstring), else each has its own.
-
     The cameras are in an arbitrary Euclidean frame (any rotation or mirror of the truth) and
     have mean square scale 1 (the 3D shapes are then in the units of `reduced`).
     """
-    check_shape(reduced, ("N", 2, "r"), "reduced")
     reduced = reduced.to(torch.float64)
-    num_samples = reduced.shape[0]
-    column_scale = reduced.square().sum((0, 1)).div(2 * num_samples).sqrt().clamp_min(1e-12)
-    rows = reduced / column_scale  # whitened: every column has unit mean square, which conditions the problem
-    gram_q = _corrective_gram(rows, num_iterations)
-    values, vectors = torch.linalg.eigh(gram_q)
-    triple = vectors[:, -3:] * values[-3:].clamp_min(0).sqrt()
-    triple = _refined_triple(rows, triple, scale_weight=ORTHOGRAPHIC_WEIGHT if orthographic else 0.0)
-    cameras = rows @ triple
+    cameras = reduced @ corrective_triple(reduced, orthographic, num_iterations, max_samples)
     if orthographic:
         u, _, vh = torch.linalg.svd(cameras, full_matrices=False)
         return u @ vh
     cameras = nearest_scaled_orthographic(cameras)
     return cameras / cameras.square().sum((1, 2)).mean().div(2).sqrt()
+
+
+def corrective_triple(
+    reduced: torch.Tensor, orthographic: bool = True, num_iterations: int = 500, max_samples: int = 4096
+) -> torch.Tensor:
+    """The corrective column triple G (r, 3): cameras are reduced (N, 2, r) @ G (module docstring).
+
+    Solved on at most `max_samples` evenly strided samples (the problem has r (r + 1) / 2 unknowns).
+    """
+    check_shape(reduced, ("N", 2, "r"), "reduced")
+    reduced = reduced.to(torch.float64)
+    reduced = reduced[:: max(1, reduced.shape[0] // max_samples)]
+    column_scale = reduced.square().sum((0, 1)).div(2 * reduced.shape[0]).sqrt().clamp_min(1e-12)
+    rows = reduced / column_scale  # whitened: every column has unit mean square, which conditions the problem
+    values, vectors = torch.linalg.eigh(_corrective_gram(rows, num_iterations))
+    triple = vectors[:, -3:] * values[-3:].clamp_min(0).sqrt()
+    triple = _refined_triple(rows, triple, scale_weight=ORTHOGRAPHIC_WEIGHT if orthographic else 0.0)
+    return triple / column_scale[:, None]
 
 
 def _constraint_matrices(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from nrsfm.camera import nearest_rotation
-from nrsfm.deforming import estimate_cameras, factorize_deforming, generic_mirror_rule
+from nrsfm.deforming import estimate_cameras, factorize_deforming
 from nrsfm.evaluation import e3d
+from nrsfm.facing import generic_mirror_rule
 from nrsfm.geometry import euler_angles_to_matrix
 from nrsfm.synthetic import synthetic_deforming
 
