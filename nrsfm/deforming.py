@@ -5,7 +5,7 @@ point sets that are not faces: the rank-3 rigid fit that `factorize` starts from
 deformation for rotation when the deformation is strong. Steps (no loop over samples):
 1. Cameras from the full-rank factorisation: the stacked, centred landmarks projected on their
    top 3k + 3 right singular vectors, then the corrective matrix of `nrsfm.rotations`
-   (orthonormality constraints, convex trace-penalised solve, rank-3 refinement).
+   (orthonormality constraints: convex solve, then a rank-3 refinement that keeps one camera scale).
 2. Structure with those cameras fixed: mean shape plus k full 3 x L basis shapes by alternating
    projections on the unknown depths (`nrsfm.known_cameras`).
 3. Choice of k when none is given, without ground truth: for k = 1..max_shapes the held-out
@@ -15,8 +15,8 @@ deformation for rotation when the deformation is strong. Steps (no loop over sam
    coordinate axis, b_k that axis's row of the full shape, normalised), so K = 3k.
 5. Gauges: the frame is rotated by the mean camera rotation (theta = 0 is the average view); the
    depth reflection is resolved by a rule that needs no knowledge of the object (the mean shape's
-   depths have positive third moment, `nrsfm.facing.generic_mirror_rule`); scale so that the mean camera scale
-   is 1; alpha has zero mean (its mean is in the mean shape).
+   depths have positive third moment, `nrsfm.facing.generic_mirror_rule`); scale so that the mean
+   camera scale is 1; alpha has zero mean (its mean is in the mean shape).
 A degenerate corrective solve (too little rotation) falls back to the rigid Tomasi-Kanade cameras
 with a logged warning.
 """
@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 MAX_SHAPES = 6
 ELBOW_GAIN = 0.25
 MIN_STD = 1e-6
-CAMERA_MODELS = ("orthographic", "scaled_orthographic")
 
 
 def factorize_deforming(
@@ -49,7 +48,6 @@ def factorize_deforming(
     num_shapes: int | None = None,
     max_shapes: int = MAX_SHAPES,
     num_iterations: int = 100,
-    camera: str = "orthographic",
 ) -> tuple[NRSfMModel, torch.Tensor]:
     """Fit the rank-one model with corrective cameras and a full-shape structure (module docstring).
 
@@ -60,13 +58,10 @@ def factorize_deforming(
             the held-out rule among 1..max_shapes.
         max_shapes: largest k the rule tries.
         num_iterations: alternating projections of the structure step.
-        camera: "orthographic" (one scale for all samples) or "scaled_orthographic" (one per sample).
     Returns:
         The model (metadata: ``num_shapes``, ``held_out_errors`` when k was chosen, ``rmse``) and
         q (N, 8 + 3k), NaN rows where not found.
     """
-    if camera not in CAMERA_MODELS:
-        raise ValueError(f"camera={camera!r} is not a camera model of this path; use one of {', '.join(CAMERA_MODELS)}")
     landmarks = torch.as_tensor(landmarks)
     if found is None:
         found = torch.ones(landmarks.shape[0], dtype=torch.bool, device=landmarks.device)
@@ -75,11 +70,11 @@ def factorize_deforming(
     centred = points - translation[:, None, :]
     held_out_errors = None
     if num_shapes is None:
-        num_shapes, held_out_errors = choose_num_shapes(centred, max_shapes, num_iterations, camera)
+        num_shapes, held_out_errors = choose_num_shapes(centred, max_shapes, num_iterations)
     limit = min(points.shape[0] - 1, (points.shape[1] - 4) // 3)
     if not 1 <= num_shapes <= limit:
         raise ValueError(f"num_shapes={num_shapes} must be between 1 and {limit} (K = 3 num_shapes <= L - 4, k < N)")
-    cameras = estimate_cameras(centred, num_shapes, camera)
+    cameras = estimate_cameras(centred, num_shapes)
     basis, coefficients = fit_shape_basis(centred, cameras, num_shapes, num_iterations)
     shapes = basis[0] + torch.einsum("nj,jla->nla", coefficients, basis[1:])
     rmse = float((shapes @ cameras.transpose(1, 2) - centred).square().mean().sqrt())
@@ -92,7 +87,7 @@ def factorize_deforming(
         rmse_definition="sqrt(mean over found samples, landmarks and x/y of squared error), input units",
         held_out_errors=held_out_errors,
         mirror_rule="generic: positive third moment of the mean shape's depths",
-        camera=camera,
+        camera="orthographic",
     )
     q = torch.full((len(found), q_found.shape[1]), float("nan"), dtype=landmarks.dtype, device=landmarks.device)
     q[torch.as_tensor(found, device=landmarks.device)] = q_found.to(landmarks.dtype)
@@ -116,8 +111,11 @@ def _validated_points(landmarks: torch.Tensor, found: torch.Tensor) -> torch.Ten
     return points
 
 
-def estimate_cameras(centred: torch.Tensor, num_shapes: int, camera: str = "orthographic") -> torch.Tensor:
-    """Scaled-orthographic cameras (N, 2, 3) from the rank 3k + 3 factorisation of centred (N, L, 2).
+def estimate_cameras(centred: torch.Tensor, num_shapes: int) -> torch.Tensor:
+    """Orthographic cameras (N, 2, 3) from the rank 3k + 3 factorisation of centred (N, L, 2).
+
+    Orthographic (one scale for all samples) is the only camera model of this path: with a free
+    scale per sample the corrective solve does not single out one column triple for full shapes.
 
     Falls back to the rigid Tomasi-Kanade cameras, with a warning, when the corrective solve is
     degenerate (a rank-3 part that does not give rank-2 cameras).
@@ -126,7 +124,7 @@ def estimate_cameras(centred: torch.Tensor, num_shapes: int, camera: str = "orth
     num_rows = min(3 * num_shapes + 3, num_landmarks - 1, 2 * num_samples)
     rows = _principal_rows(centred, num_rows)
     reduced = torch.einsum("nlc,rl->ncr", centred, rows)
-    cameras = corrective_cameras(reduced, orthographic=camera == "orthographic")
+    cameras = corrective_cameras(reduced, orthographic=True)
     singular = torch.linalg.svdvals(cameras)
     if bool(torch.isfinite(cameras).all()) and bool((singular[:, 1] > 1e-6 * singular[:, 0]).all()):
         return cameras
@@ -143,14 +141,12 @@ def _principal_rows(centred: torch.Tensor, num_rows: int) -> torch.Tensor:
     return vectors[:, -num_rows:].flip(-1).T.contiguous()
 
 
-def choose_num_shapes(
-    centred: torch.Tensor, max_shapes: int = MAX_SHAPES, num_iterations: int = 100, camera: str = "orthographic"
-) -> tuple[int, list[float]]:
+def choose_num_shapes(centred: torch.Tensor, max_shapes: int = MAX_SHAPES, num_iterations: int = 100) -> tuple[int, list[float]]:
     """k by the held-out elbow rule of the module docstring; also returns the held-out errors for k = 1..max."""
     limit = min(max_shapes, (centred.shape[1] - 4) // 3, centred.shape[0] - 1)
     errors = []
     for num_shapes in range(1, limit + 1):
-        cameras = estimate_cameras(centred, num_shapes, camera)
+        cameras = estimate_cameras(centred, num_shapes)
         errors.append(held_out_error(centred, cameras, num_shapes, num_iterations=num_iterations))
     for index in range(len(errors) - 1):
         if errors[index + 1] > (1 - ELBOW_GAIN) * errors[index]:
