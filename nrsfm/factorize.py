@@ -11,6 +11,9 @@ Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
    rows of every M_n Q orthogonal and of equal norm, by least squares), b_k = eigenvectors 4..3+K,
    then D and alpha by alternating least squares with cameras and B0 fixed. The ALS starts from
    a deterministic point (top eigenvector of the lifted residuals), so the fit is deterministic.
+   With ``initial_cameras="corrective"`` the cameras come instead from the corrective matrix of
+   the rank 3 + K factorisation (`nrsfm.rotations`), B0 by least squares for them and the b_k from
+   the lifted residuals; the refinement then first fits the structure with those cameras fixed.
 3. Joint refinement: alternating least squares over cameras M_n (closed form per sample, 3x3
    inverses by the adjugate), alpha (one Gauss-Seidel sweep of exact per-coordinate updates),
    B0 together with the b_k (one (3+K) x (3+K) solve) and D (one 3K x 3K solve); none of these
@@ -32,7 +35,8 @@ Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
 4. Gauges, fixed in this order: metric upgrade again (affine 3D frame -> Euclidean); mean alpha
    moved into B0 (alpha has zero mean); the frame rotated by the mean rotation of all samples
    (so theta = 0 faces the camera on average); the depth reflection resolved by the nose-tip rule
-   of `nrsfm.facing` (nose toward the camera, i.e. negative z); scale chosen so that the mean
+   of `nrsfm.facing` (nose toward the camera, i.e. negative z; ``mirror_rule="generic"`` uses
+   `nrsfm.facing.generic_mirror_rule` for point sets that are not faces); scale chosen so that the mean
    camera scale (k11 + k22) / 2 is 1 (B0 is in normalised image units at that scale); every b_k
    has its largest-magnitude entry positive and every d_k its largest-magnitude component
    positive (signs moved into alpha).
