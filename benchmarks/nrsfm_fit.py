@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000], help="numbers of samples N")
     parser.add_argument("--landmarks", type=int, nargs="+", default=[68, 468], help="numbers of landmarks L")
-    parser.add_argument("--full", action="store_true", help="the issue's grid: N in {1k, 10k, 50k, 200k}, L in {68, 468}")
+    parser.add_argument("--full", action="store_true", help="the full grid: N in {1k, 10k, 50k, 200k}, L in {68, 468}")
     parser.add_argument("--num-basis", type=int, default=12)
     parser.add_argument("--noise", type=float, default=0.002)
     parser.add_argument("--refine-steps", type=int, default=200)
@@ -76,8 +76,8 @@ def main() -> None:
             found = torch.ones(num_samples, dtype=torch.bool, device=device)
             centred = landmarks - landmarks.mean(1, keepdim=True)
             measurement = centred.transpose(1, 2).reshape(-1, num_landmarks)
-            _, svd_time = timed(lambda: torch.linalg.svd(measurement, full_matrices=False), device)
-            del centred, measurement
+            _, svd_time = timed(lambda: torch.linalg.svd(measurement, full_matrices=False), device)  # noqa: B023 (called at once)
+            del centred
             (two_step, q_two_step), two_step_time = timed(lambda: factorize(landmarks, found, args.num_basis, num_refine_steps=0), device)
             (model, q), refined_time = timed(lambda: factorize(landmarks, found, args.num_basis, num_refine_steps=args.refine_steps), device)
             print(

@@ -9,6 +9,8 @@ the solution in which the nose tip of the mean shape lies in front of the face, 
 - 468 landmarks (MediaPipe face mesh): nose tip is index 1.
 - Any other count: the landmark closest to the centroid of the mean shape in the image plane
   (x, y), which on a face is on the nose. Pass `nose_index` explicitly to override.
+
+Point sets that are not faces use `generic_mirror_rule` instead (``mirror_rule="generic"``).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch
 from common.shapes import check_shape
 
 NOSE_TIP_INDEX = {68: 30, 468: 1}
+MIRROR_RULES = ("nose", "generic")
 
 
 def nose_tip_index(mean_shape: torch.Tensor, nose_index: int | None = None) -> int:
@@ -44,3 +47,14 @@ def faces_camera(mean_shape: torch.Tensor, nose_index: int | None = None) -> boo
     """True when the nose tip of `mean_shape` (L, 3) lies toward the camera (z below the centroid's)."""
     index = nose_tip_index(mean_shape, nose_index)
     return bool(mean_shape[index, 2] < mean_shape[:, 2].mean())
+
+
+def generic_mirror_rule(mean_shape: torch.Tensor) -> bool:
+    """True when the depths z of `mean_shape` (L, 3) have a positive third central moment.
+
+    A rule for any point set: the reflection z -> -z flips the sign of that moment, so exactly one
+    of the two solutions passes (unless the depths are symmetric, when either is as good).
+    """
+    check_shape(mean_shape, ("L", 3), "mean_shape")
+    depth = mean_shape[:, 2] - mean_shape[:, 2].mean()
+    return bool(depth.pow(3).sum() > 0)

@@ -1,6 +1,6 @@
 """Rank-one non-rigid structure-from-motion: landmarks (N, L, 2) -> NRSfMModel and q (N, 8 + K).
 
-Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
+Steps (docs/METHOD.md, "Factorization"; all batched tensor ops, no loop over samples):
 1. Centre each shape on its centroid t_n; the measurement matrix W (2N, L) has the x and y rows
    of every sample. Its Gram matrix W^T W (L, L) is accumulated in float64 over chunks of samples
    and eigen-decomposed once: the top 3 eigenvectors are the rigid SVD's right singular vectors
@@ -11,6 +11,9 @@ Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
    rows of every M_n Q orthogonal and of equal norm, by least squares), b_k = eigenvectors 4..3+K,
    then D and alpha by alternating least squares with cameras and B0 fixed. The ALS starts from
    a deterministic point (top eigenvector of the lifted residuals), so the fit is deterministic.
+   With ``initial_cameras="corrective"`` the cameras come instead from the corrective matrix of
+   the rank 3 + K factorisation (`nrsfm.rotations`), B0 by least squares for them and the b_k from
+   the lifted residuals; the refinement then first fits the structure with those cameras fixed.
 3. Joint refinement: alternating least squares over cameras M_n (closed form per sample, 3x3
    inverses by the adjugate), alpha (one Gauss-Seidel sweep of exact per-coordinate updates),
    B0 together with the b_k (one (3+K) x (3+K) solve) and D (one 3K x 3K solve); none of these
@@ -32,7 +35,8 @@ Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
 4. Gauges, fixed in this order: metric upgrade again (affine 3D frame -> Euclidean); mean alpha
    moved into B0 (alpha has zero mean); the frame rotated by the mean rotation of all samples
    (so theta = 0 faces the camera on average); the depth reflection resolved by the nose-tip rule
-   of `nrsfm.facing` (nose toward the camera, i.e. negative z); scale chosen so that the mean
+   of `nrsfm.facing` (nose toward the camera, i.e. negative z; ``mirror_rule="generic"`` uses
+   `nrsfm.facing.generic_mirror_rule` for point sets that are not faces); scale chosen so that the mean
    camera scale (k11 + k22) / 2 is 1 (B0 is in normalised image units at that scale); every b_k
    has its largest-magnitude entry positive and every d_k its largest-magnitude component
    positive (signs moved into alpha).
@@ -40,16 +44,20 @@ Steps (METHOD.md step 2; all batched tensor ops, no loop over samples):
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 
 import torch
 
 from nrsfm.camera import camera_to_intrinsics_rotation, inverse_3x3, nearest_rotation
-from nrsfm.facing import faces_camera, nose_tip_index
+from nrsfm.facing import MIRROR_RULES, faces_camera, generic_mirror_rule, nose_tip_index
 from nrsfm.geometry import matrix_to_euler_angles
 from nrsfm.model import NRSfMModel
 from common.shapes import check_finite, check_shape
+from nrsfm.rotations import corrective_triple, nearest_scaled_orthographic
+
+logger = logging.getLogger(__name__)
 
 MIN_STD = 1e-6
 CAMERA_PENALTY = 0.2
@@ -89,6 +97,8 @@ def factorize(
     nose_index: int | None = None,
     chunk_size: int = 16384,
     camera_penalty: float = CAMERA_PENALTY,
+    mirror_rule: str = "nose",
+    initial_cameras: str = "rigid",
 ) -> tuple[NRSfMModel, torch.Tensor]:
     """Fit the rank-one NRSfM model to landmark sets (module docstring has the steps).
 
@@ -104,6 +114,11 @@ def factorize(
         camera_penalty: weight of the refinement's pull of every camera toward scaled-orthographic
             (k11 = k22, k12 = 0), relative to the reprojection error a camera change causes; 0 is
             the unpenalised affine refinement, which trades head rotation for depth (module docstring).
+        mirror_rule: how the depth reflection is resolved: "nose" (faces: the nose tip toward the
+            camera, `nose_index`) or "generic" (any point set, `nrsfm.facing.generic_mirror_rule`).
+        initial_cameras: cameras of the two-step fit: "rigid" (rank-3 SVD + Tomasi-Kanade upgrade) or
+            "corrective" (corrective matrix of the rank 3 + K factorisation, `nrsfm.rotations`), which
+            does not mistake deformation for rotation.
     Returns:
         The model (buffers in the landmarks' dtype and device; metadata with ``rmse``,
         ``rmse_two_step``, ``num_samples`` and more) and q (N, 8 + K), NaN rows where not found.
@@ -113,6 +128,10 @@ def factorize(
     points = _validated_points(landmarks, found, num_basis)
     if not camera_penalty >= 0:
         raise ValueError(f"camera_penalty must be >= 0, got {camera_penalty}")
+    if initial_cameras not in ("rigid", "corrective"):
+        raise ValueError(f"initial_cameras={initial_cameras!r} is unknown; use rigid or corrective")
+    if mirror_rule not in MIRROR_RULES:
+        raise ValueError(f"mirror_rule={mirror_rule!r} is unknown; use one of {', '.join(MIRROR_RULES)}")
     num_samples, num_landmarks, _ = points.shape
     num_rows = 3 + num_basis
 
@@ -122,12 +141,15 @@ def factorize(
     reduced = torch.einsum("nlc,rl->ncr", centred, rows.to(centred.dtype)).to(torch.float64)
     energy_outside = (total_energy - reduced.square().sum()).clamp_min(0.0)
 
-    factors = _two_step(reduced, num_basis, num_als_steps, tolerance)
+    factors = _two_step(reduced, num_basis, num_als_steps, tolerance, initial_cameras)
     error_two_step = factors.squared_error(reduced)
+    if num_refine_steps > 0 and initial_cameras == "corrective":
+        # fit the structure to the corrective cameras first, so the joint refinement starts at a consistent point
+        factors = _refine(factors, reduced, num_refine_steps, tolerance, camera_penalty, update_cameras=False)
     if num_refine_steps > 0:
         factors = _refine(factors, reduced, num_refine_steps, tolerance, camera_penalty)
     error = factors.squared_error(reduced)
-    factors = _fix_gauges(factors, rows, nose_index)
+    factors = _fix_gauges(factors, rows, nose_index, mirror_rule)
 
     num_values = num_samples * num_landmarks * 2
     intrinsics, rotation = camera_to_intrinsics_rotation(factors.cameras)
@@ -146,7 +168,9 @@ def factorize(
         "num_samples": num_samples,
         "rmse": float(((error + energy_outside) / num_values).sqrt()),
         "rmse_two_step": float(((error_two_step + energy_outside) / num_values).sqrt()),
-        "nose_index": nose_tip_index((factors.mean_rows @ rows).T, nose_index),
+        "nose_index": nose_tip_index((factors.mean_rows @ rows).T, nose_index) if mirror_rule == "nose" else None,
+        "mirror_rule": mirror_rule,
+        "initial_cameras": initial_cameras,
         "camera_penalty": float(camera_penalty),
         "basis_orthogonality_error": float((gram - torch.eye(num_basis, dtype=gram.dtype, device=gram.device)).abs().max()),
         "rmse_definition": "sqrt(mean over found samples, landmarks and x/y of squared error), normalised image units",
@@ -203,7 +227,7 @@ def _principal_rows(centred: torch.Tensor, num_rows: int, chunk_size: int) -> tu
     return vectors[:, -num_rows:].flip(-1).T.contiguous(), gram.trace()
 
 
-def _metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
+def metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
     """Q (3, 3) such that the rows of every M_n Q are orthogonal and of equal norm (least squares),
     scaled so that the rows have unit mean square norm.
 
@@ -224,7 +248,7 @@ def _metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
     if bool(system_values[1] <= 1e-12 * system_values[-1]):
         raise ValueError(
             "the metric upgrade failed: the cameras do not constrain a Euclidean frame "
-            "(too little pose variation among the samples?); use samples with varied head poses"
+            "(too little rotation among the samples?); use samples seen from more varied viewpoints"
         )
     g = vectors[:, 0]
     gram = torch.stack((g[[0, 1, 2]], g[[1, 3, 4]], g[[2, 4, 5]]))
@@ -235,15 +259,19 @@ def _metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
     return upgrade / (cameras @ upgrade).square().sum((1, 2)).mean().div(2).sqrt()
 
 
-def _two_step(reduced: torch.Tensor, num_basis: int, num_steps: int, tolerance: float) -> _Factors:
-    """Rigid fit with metric upgrade, non-rigid rows, and ALS for D and alpha (cameras, B0 fixed)."""
+def _two_step(reduced: torch.Tensor, num_basis: int, num_steps: int, tolerance: float, initial_cameras: str = "rigid") -> _Factors:
+    """Cameras (rigid metric upgrade or corrective matrix), B0 and b_k rows, and ALS for D and alpha (cameras, B0 fixed)."""
     num_rows = reduced.shape[-1]
     eye = torch.eye(num_rows, dtype=reduced.dtype, device=reduced.device)
-    upgrade = _metric_upgrade(reduced[..., :3])
-    cameras = reduced[..., :3] @ upgrade
-    mean_rows = torch.linalg.solve(upgrade, eye[:3])
-    basis_rows = eye[3:]
-    residual = reduced[..., 3:]  # (N, 2, K) = residual projected on each b_k, since B0's rows are the first 3
+    if initial_cameras == "corrective":
+        cameras, mean_rows, basis_rows = _corrective_start(reduced, num_basis)
+        residual = (reduced - cameras @ mean_rows) @ basis_rows.T
+    else:
+        upgrade = metric_upgrade(reduced[..., :3])
+        cameras = reduced[..., :3] @ upgrade
+        mean_rows = torch.linalg.solve(upgrade, eye[:3])
+        basis_rows = eye[3:]
+        residual = reduced[..., 3:]  # (N, 2, K) = residual projected on each b_k, since B0's rows are the first 3
     directions = _initial_directions(cameras, residual)
     alpha = _solve_alpha_two_step(cameras, directions, residual)
     previous = None
@@ -255,6 +283,20 @@ def _two_step(reduced: torch.Tensor, num_basis: int, num_steps: int, tolerance: 
             break
         previous = error
     return _Factors(cameras, mean_rows, directions, basis_rows, alpha)
+
+
+def _corrective_start(reduced: torch.Tensor, num_basis: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cameras (N, 2, 3) from the corrective matrix of `nrsfm.rotations` (scaled-orthographic), the
+    rigid least-squares B0 rows E (3, r) for them and the b_k rows F (K, r): the top right singular
+    vectors of the residuals lifted to 3D by the cameras' transposes."""
+    triple = corrective_triple(reduced, orthographic=False)
+    cameras = nearest_scaled_orthographic(reduced @ triple)
+    cameras = cameras / cameras.square().sum((1, 2)).mean().div(2).sqrt()
+    gram = torch.einsum("nca,ncb->ab", cameras, cameras)
+    mean_rows = torch.linalg.solve(gram, torch.einsum("nca,ncr->ar", cameras, reduced))
+    lifted = cameras.transpose(1, 2) @ (reduced - cameras @ mean_rows)  # (N, 3, r)
+    _, _, vh = torch.linalg.svd(lifted.flatten(0, 1), full_matrices=False)
+    return cameras, mean_rows, vh[:num_basis]
 
 
 def _initial_directions(cameras: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -285,9 +327,18 @@ def _normalised(directions: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Te
 
 
 def _refine(
-    factors: _Factors, reduced: torch.Tensor, num_steps: int, tolerance: float, camera_penalty: float, num_restarts: int = 2
+    factors: _Factors,
+    reduced: torch.Tensor,
+    num_steps: int,
+    tolerance: float,
+    camera_penalty: float,
+    num_restarts: int = 2,
+    update_cameras: bool = True,
 ) -> _Factors:
     """Joint ALS over cameras, alpha, (B0, b_k) and D, in `num_restarts + 1` phases.
+
+    With `update_cameras=False` the cameras stay as they are (Euclidean already) and only the
+    structure is refined.
 
     The objective is the reprojection error plus the camera penalty of `_objective` (cameras pulled
     toward scaled-orthographic s [r1; r2]); phases stop when a sweep lowers it by less than
@@ -305,11 +356,12 @@ def _refine(
         factors = replace(factors) if phase == 0 else _restarted_alpha_directions(_with_orthonormal_basis(best), reduced)
         previous = _objective(factors, reduced, camera_penalty)
         for step in range(steps_per_phase):
-            factors.cameras = _solve_cameras(factors, reduced, camera_penalty)
+            if update_cameras:
+                factors.cameras = _solve_cameras(factors, reduced, camera_penalty)
             factors.alpha = _solve_alpha(factors, reduced)
             factors.mean_rows, factors.basis_rows = _solve_rows(factors, reduced)
             factors.directions = _solve_directions(factors, reduced)
-            factors = _euclidean(factors)
+            factors = _euclidean(factors) if update_cameras else _unit_factors(factors)
             error = _objective(factors, reduced, camera_penalty)
             if step >= MIN_PHASE_STEPS and previous - error <= tolerance * previous:
                 break
@@ -369,16 +421,9 @@ def _solve_cameras(factors: _Factors, reduced: torch.Tensor, camera_penalty: flo
     rhs = reduced @ shapes.transpose(1, 2)
     if camera_penalty > 0:
         weight = _penalty_weights(shapes, camera_penalty)[:, None, None]
-        rhs = rhs + weight * _nearest_scaled_orthographic(factors.cameras)
+        rhs = rhs + weight * nearest_scaled_orthographic(factors.cameras)
         gram = gram + weight * torch.eye(3, dtype=gram.dtype, device=gram.device)
     return rhs @ inverse_3x3(gram)
-
-
-def _nearest_scaled_orthographic(cameras: torch.Tensor) -> torch.Tensor:
-    """The nearest s [r1; r2] (r1, r2 orthonormal, s >= 0) to every camera in the Frobenius norm:
-    (N, 2, 3) -> (N, 2, 3). With M = U diag(s1, s2) V^T it is (s1 + s2) / 2 U V^T."""
-    u, singular, vh = torch.linalg.svd(cameras, full_matrices=False)
-    return singular.mean(-1)[:, None, None] * (u @ vh)
 
 
 def _penalty_weights(shapes: torch.Tensor, camera_penalty: float) -> torch.Tensor:
@@ -393,7 +438,7 @@ def _objective(factors: _Factors, reduced: torch.Tensor, camera_penalty: float) 
     error = factors.squared_error(reduced)
     if camera_penalty <= 0:
         return error
-    distance = (factors.cameras - _nearest_scaled_orthographic(factors.cameras)).square().sum((1, 2))
+    distance = (factors.cameras - nearest_scaled_orthographic(factors.cameras)).square().sum((1, 2))
     return error + (_penalty_weights(factors.shapes(), camera_penalty) * distance).sum()
 
 
@@ -452,8 +497,17 @@ def _unit_factors(factors: _Factors) -> _Factors:
 
 
 def _euclidean(factors: _Factors) -> _Factors:
-    """Undo the drift of the free affine 3D frame: metric upgrade, then unit d_k, b_k, zero-mean alpha."""
-    return _unit_factors(_transformed(factors, torch.linalg.inv(_metric_upgrade(factors.cameras))))
+    """Undo the drift of the free affine 3D frame: metric upgrade, then unit d_k, b_k, zero-mean alpha.
+
+    When the upgrade is degenerate (the refined cameras no longer constrain a Euclidean frame) the
+    frame is kept as it is and a warning is logged, so a refinement is not lost midway.
+    """
+    try:
+        upgrade = metric_upgrade(factors.cameras)
+    except ValueError as error:
+        logger.warning("keeping the current 3D frame: %s", error)
+        return _unit_factors(factors)
+    return _unit_factors(_transformed(factors, torch.linalg.inv(upgrade)))
 
 
 def _transformed(factors: _Factors, transform: torch.Tensor) -> _Factors:
@@ -467,12 +521,13 @@ def _transformed(factors: _Factors, transform: torch.Tensor) -> _Factors:
     )
 
 
-def _fix_gauges(factors: _Factors, rows: torch.Tensor, nose_index: int | None) -> _Factors:
+def _fix_gauges(factors: _Factors, rows: torch.Tensor, nose_index: int | None, mirror_rule: str = "nose") -> _Factors:
     """Euclidean frame, zero-mean alpha, facing frame, nose toward camera, unit mean scale, signs."""
     factors = _euclidean(factors)
     _, rotation = camera_to_intrinsics_rotation(factors.cameras)
     factors = _transformed(factors, nearest_rotation(rotation.sum(0)))
-    if not faces_camera((factors.mean_rows @ rows).T, nose_index):
+    mean_shape = (factors.mean_rows @ rows).T
+    if not (faces_camera(mean_shape, nose_index) if mirror_rule == "nose" else generic_mirror_rule(mean_shape)):
         mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=rows.dtype, device=rows.device))
         factors = _transformed(factors, mirror)
     intrinsics, _ = camera_to_intrinsics_rotation(factors.cameras)

@@ -112,6 +112,19 @@ class NRSfMModel(nn.Module):
         offsets = (alpha @ basis_shapes).reshape(*alpha.shape[:-1], self.num_landmarks, 3)
         return self.mean_shape.to(alpha.dtype) + offsets
 
+    def model_frame_shapes(self, q: torch.Tensor) -> torch.Tensor:
+        """Per-sample 3D shapes in the model frame, B0 + sum_k alpha_k B_k: q (..., 8 + K) -> (..., L, 3)."""
+        check_shape(q, ("...", self.layout.dim), "q")
+        return self.shape_3d(q[..., self.layout.alpha])
+
+    def camera_frame_shapes(self, q: torch.Tensor) -> torch.Tensor:
+        """Per-sample 3D shapes in the camera frame, R(theta) (B0 + sum_k alpha_k B_k): (..., 8 + K) -> (..., L, 3).
+
+        Rotation only: x and y are the image axes up to the intrinsics K and translation t of q, z is depth.
+        """
+        rotation = euler_angles_to_matrix(q[..., self.layout.rotation])
+        return self.model_frame_shapes(q) @ rotation.transpose(-1, -2)
+
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """R(q): (..., 8 + K) -> landmarks (..., L, 2). Batched and differentiable."""
         check_shape(q, ("...", self.layout.dim), "q")

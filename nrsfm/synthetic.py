@@ -75,3 +75,43 @@ def synthetic_landmarks(
                        torch.ones(dim, dtype=torch.float64), {"landmarks": "synthetic"})
     landmarks = model(q) + noise * normal(num_samples, num_landmarks, 2)
     return SyntheticNRSfM(model.to(dtype), q.to(dtype), landmarks.to(dtype))
+
+
+@dataclass
+class SyntheticDeforming:
+    """landmarks (N, L, 2) orthographic views; shapes (N, L, 3) object frame; rotations (N, 3, 3), landmarks = (shapes R^T)[..., :2]."""
+
+    landmarks: torch.Tensor
+    shapes: torch.Tensor
+    rotations: torch.Tensor
+
+
+def synthetic_deforming(
+    num_samples: int, num_landmarks: int = 30, num_shapes: int = 2, deformation: float = 0.5, seed: int | None = 0
+) -> SyntheticDeforming:
+    """A strongly deforming point set under uniformly random rotations (any view direction), float64.
+
+    Shapes: a random centred mean shape (L, 3) with unit-variance coordinates plus `num_shapes`
+    random full 3 x L basis shapes of relative size `deformation`, coefficients ~ N(0, 1); cameras
+    orthographic (scale 1) with rotations uniform on SO(3); no noise.
+    """
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(seed)
+
+    def normal(*size: int) -> torch.Tensor:
+        return torch.randn(*size, generator=generator, dtype=torch.float64)
+
+    mean_shape = normal(num_landmarks, 3) * torch.tensor([1.0, 0.8, 0.6], dtype=torch.float64)
+    basis = deformation * normal(num_shapes, num_landmarks, 3)
+    shapes = mean_shape + torch.einsum("nj,jla->nla", normal(num_samples, num_shapes), basis)
+    shapes = shapes - shapes.mean(1, keepdim=True)
+    quaternions = torch.nn.functional.normalize(normal(num_samples, 4), dim=-1)
+    w, x, y, z = quaternions.unbind(-1)
+    rotations = torch.stack((
+        torch.stack((1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)), -1),
+        torch.stack((2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)), -1),
+        torch.stack((2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)), -1),
+    ), -2)
+    landmarks = (shapes @ rotations.transpose(1, 2))[..., :2]
+    return SyntheticDeforming(landmarks, shapes, rotations)

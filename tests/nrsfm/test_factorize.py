@@ -16,7 +16,7 @@ NOISE = 0.002
 
 @pytest.fixture(scope="module")
 def fitted():
-    """One synthetic problem as the issue describes it (L=68, K=12), fitted once for all tests."""
+    """One synthetic face-sized problem (L=68, K=12), fitted once for all tests."""
     data = synthetic_landmarks(1500, num_landmarks=68, num_basis=12, noise=NOISE, seed=0)
     found = torch.ones(1500, dtype=torch.bool)
     found[[5, 700]] = False
@@ -185,7 +185,7 @@ def test_nan_in_rows_not_found_is_ignored():
 
 
 @pytest.mark.slow
-def test_issue_setting_ten_thousand_samples():
+def test_ten_thousand_samples_of_68_landmarks():
     """L=68, K=12, N=10 000, noise 0.002: the setting where the official two-step code reaches RMSE 0.013."""
     data = synthetic_landmarks(10_000, num_landmarks=68, num_basis=12, noise=NOISE, seed=10)
     model, q = factorize(data.landmarks, torch.ones(10_000, dtype=torch.bool), num_basis=12)

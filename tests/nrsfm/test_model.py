@@ -3,6 +3,7 @@ import torch
 
 from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
 from nrsfm.model import AttributeLayout, NRSfMModel
+from nrsfm.synthetic import synthetic_landmarks
 
 
 def random_model(num_landmarks=68, num_basis=4, dtype=torch.float64, seed=0):
@@ -66,3 +67,16 @@ def test_wrong_q_shape_is_a_value_error():
 
 def test_layout_names():
     assert AttributeLayout(2).names() == ["k11", "k12", "k22", "pitch", "yaw", "roll", "alpha.0", "alpha.1", "tx", "ty"]
+
+
+def test_model_and_camera_frame_shapes_follow_q():
+    data = synthetic_landmarks(5, num_landmarks=12, num_basis=3, noise=0.0, seed=0)
+    model, q = data.model, data.q
+    shapes = model.model_frame_shapes(q)
+    assert shapes.shape == (5, 12, 3)
+    assert torch.allclose(shapes, model.shape_3d(q[:, model.layout.alpha]))
+    in_camera = model.camera_frame_shapes(q)
+    rotation = euler_angles_to_matrix(q[:, model.layout.rotation])
+    assert torch.allclose(in_camera, shapes @ rotation.transpose(1, 2))
+    scale = q[:, 0, None, None]  # k11 = k22, k12 = 0 in the synthetic data
+    assert torch.allclose(scale * in_camera[..., :2] + q[:, None, model.layout.translation], model(q))

@@ -1,0 +1,137 @@
+"""e3D of the NRSfM core on the standard orthographic sequences (drink, pickup, stretch, face, jaws).
+
+For every ``*.npz`` in DIR (arrays ``landmarks`` (N, L, 2), ``X_cam``, ``S_world`` (N, L, 3), ``R``
+(N, 3, 3), ``rot_struct``; the format of ``../shared/data/nrsfm_mocap/``) it fits
+`nrsfm.deforming.factorize_deforming` with k chosen by its held-out rule (no ground truth) and prints
+
+    <name> e3d=<value> rot_err_deg=<median> K=<k> time_s=<s>
+
+(K counts rank-one basis shapes, 3 per full shape; rot_err_deg is nan where the file's cameras are
+all the identity), then the same with every fixed k in --fixed, the face path
+(`nrsfm.factorize.factorize`) at --face-k, and a table with the published PTA and BMM numbers and
+the mean-shape floor (the true mean shape placed rigidly in every frame).
+
+    python benchmarks/nrsfm_mocap.py                      # data in ../shared/data/nrsfm_mocap/
+    python benchmarks/nrsfm_mocap.py --data DIR --fixed 1 2 3 4 5 6
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nrsfm.camera import nearest_rotation
+from nrsfm.deforming import factorize_deforming
+from nrsfm.evaluation import e3d
+from nrsfm.factorize import factorize
+from nrsfm.geometry import euler_angles_to_matrix
+
+PUBLISHED = {  # e3D (K of full basis shapes) from the data README: PTA (Akhter et al. 2011), BMM (Dai, Li & He 2012)
+    "drink": ("0.0250 (13)", "0.0266 (12)"),
+    "pickup": ("0.2369 (12)", "0.1731 (12)"),
+    "stretch": ("0.1088 (12)", "0.1034 (11)"),
+    "face": ("-", "0.0303 (7)"),
+    "jaws": ("-", "0.2357 (4)"),
+}
+
+
+def default_data() -> Path:
+    """``shared/data/nrsfm_mocap`` in the nearest folder above the checkout that has one (``../shared``)."""
+    for folder in Path(__file__).resolve().parents[1].parents:
+        candidate = folder / "shared" / "data" / "nrsfm_mocap"
+        if candidate.is_dir():
+            return candidate
+    return Path("../shared/data/nrsfm_mocap")
+
+
+def median_rotation_error_deg(rotation: torch.Tensor, true_rotation: torch.Tensor) -> float:
+    """Median angle between fitted and true camera rotations (N, 3, 3) after one global alignment
+    (proper or mirrored: the depth reflection maps R to diag(1, 1, -1) R diag(1, 1, -1))."""
+    if bool((true_rotation - torch.eye(3, dtype=true_rotation.dtype)).abs().max() < 1e-12):
+        return math.nan
+    mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=rotation.dtype))
+    best = math.inf
+    for candidate in (rotation, mirror @ rotation @ mirror):
+        alignment = nearest_rotation((candidate.transpose(1, 2) @ true_rotation).sum(0))
+        difference = candidate @ alignment @ true_rotation.transpose(1, 2)
+        cosine = ((difference.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
+        best = min(best, float(torch.rad2deg(torch.acos(cosine)).median()))
+    return best
+
+
+def scores(model, q: torch.Tensor, data: dict[str, np.ndarray]) -> tuple[float, float]:
+    """(e3D, median rotation error in degrees) of a fit against a benchmark file's ground truth."""
+    q = q.to(torch.float64)
+    model = model.to(torch.float64)
+    if int(data["rot_struct"]):
+        estimate, truth = model.camera_frame_shapes(q), torch.from_numpy(data["X_cam"])
+    else:
+        estimate, truth = model.model_frame_shapes(q), torch.from_numpy(data["S_world"])
+    rotation = euler_angles_to_matrix(q[:, 3:6])
+    return e3d(estimate, truth), median_rotation_error_deg(rotation, torch.from_numpy(data["R"]))
+
+
+def mean_shape_floor(data: dict[str, np.ndarray]) -> float:
+    """e3D of the true mean shape placed rigidly (with the true rotations) in every frame."""
+    world = torch.from_numpy(data["S_world"])
+    mean = (world - world.mean(1, keepdim=True)).mean(0).expand_as(world)
+    if int(data["rot_struct"]):
+        return e3d(mean @ torch.from_numpy(data["R"]).transpose(1, 2), torch.from_numpy(data["X_cam"]))
+    return e3d(mean, world)
+
+
+def line(name: str, fit, arguments: tuple, data: dict[str, np.ndarray]) -> tuple[str, float]:
+    """Run fit(*arguments) -> (model, q) and format its result line; also return its e3D."""
+    start = time.perf_counter()
+    model, q = fit(*arguments)
+    elapsed = time.perf_counter() - start
+    error, rotation_error = scores(model, q, data)
+    return f"{name} e3d={error:.4f} rot_err_deg={rotation_error:.2f} K={model.num_basis} time_s={elapsed:.2f}", error
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help="folder of *.npz sequences")
+    parser.add_argument("--fixed", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6], help="fixed numbers of full shapes k")
+    parser.add_argument("--face-k", type=int, nargs="*", default=[12], help="K of the face path (factorize) rows")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.data = args.data if args.data is not None else default_data()
+    files = sorted(args.data.glob("*.npz"))
+    if not files:
+        raise SystemExit(f"error: no *.npz files in {args.data}; pass --data DIR with the benchmark sequences")
+    table = []
+    for path in files:
+        with np.load(path, allow_pickle=False) as archive:
+            data = {key: archive[key] for key in archive.files}
+        landmarks = torch.from_numpy(data["landmarks"]).to(torch.float64)
+        found = torch.ones(len(landmarks), dtype=torch.bool)
+        text, chosen = line(path.stem, factorize_deforming, (landmarks, found), data)
+        print(text, flush=True)
+        fixed = {}
+        for num_shapes in args.fixed:
+            if 3 * num_shapes > landmarks.shape[1] - 4:
+                continue
+            text, fixed[num_shapes] = line(f"  fixed k={num_shapes}", factorize_deforming, (landmarks, found, num_shapes), data)
+            print(text, flush=True)
+        for num_basis in args.face_k:
+            if num_basis <= landmarks.shape[1] - 4:
+                text, _ = line(f"  face path K={num_basis}", factorize, (landmarks, found, num_basis), data)
+                print(text, flush=True)
+        table.append((path.stem, chosen, fixed, mean_shape_floor(data)))
+    print("\n| sequence | PTA | BMM | mean-shape floor | ours, K rule | " + " | ".join(f"k={k}" for k in args.fixed) + " |")
+    print("|---" * (5 + len(args.fixed)) + "|")
+    for name, chosen, fixed, floor in table:
+        pta, bmm = PUBLISHED.get(name, ("-", "-"))
+        cells = " | ".join(f"{fixed[k]:.4f}" if k in fixed else "-" for k in args.fixed)
+        print(f"| {name} | {pta} | {bmm} | {floor:.3f} | {chosen:.4f} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()

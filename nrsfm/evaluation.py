@@ -1,0 +1,62 @@
+"""The 3D error that non-rigid structure-from-motion papers report (e3D, Akhter et al.).
+
+Shapes: ground truth and estimate (N, L, 3), per-frame 3D points; rotations (N, 3, 3).
+
+e3D of one sequence:
+1. sigma = mean over the 3N coordinate rows of the ground truth of their standard deviation over
+   the L points (population standard deviation); ground truth and estimate are divided by it.
+2. Every frame of the ground truth and of the estimate is centred on its centroid.
+3. One global 3x3 orthogonal matrix (a mirror allowed: it absorbs the depth reflection of every
+   orthographic reconstruction) aligns all estimated frames to the ground truth in least squares.
+4. e3D = mean over frames and points of the Euclidean distance between aligned estimate and truth.
+
+Sequences compared in the camera frame (the ``rot_struct`` flag of the benchmark files) first put
+the estimate in the camera frame with the recovered rotation of each frame (`camera_frame_shapes`).
+"""
+from __future__ import annotations
+
+import torch
+
+from common.shapes import check_finite, check_shape
+
+
+def e3d(estimate: torch.Tensor, truth: torch.Tensor) -> float:
+    """e3D of an estimated sequence of 3D shapes against the ground truth (module docstring).
+
+    Args:
+        estimate: (N, L, 3) estimated shapes, any scale of the truth's order, any global frame.
+        truth: (N, L, 3) ground-truth shapes.
+    Returns:
+        The mean aligned point distance in units of the truth's spread sigma.
+    """
+    sizes = check_shape(truth, ("N", "L", 3), "truth")
+    check_shape(estimate, (sizes["N"], sizes["L"], 3), "estimate")
+    estimate, truth = torch.as_tensor(estimate, dtype=torch.float64), torch.as_tensor(truth, dtype=torch.float64)
+    check_finite(estimate, "estimate")
+    check_finite(truth, "truth")
+    sigma = truth.std(dim=1, correction=0).mean()
+    if not sigma > 0:
+        raise ValueError("the ground truth has no spread (all points equal); e3D is undefined")
+    truth = (truth - truth.mean(1, keepdim=True)) / sigma
+    estimate = (estimate - estimate.mean(1, keepdim=True)) / sigma
+    alignment = best_orthogonal_alignment(estimate, truth)
+    return float(torch.linalg.vector_norm(estimate @ alignment.T - truth, dim=-1).mean())
+
+
+def best_orthogonal_alignment(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """The orthogonal Y (3, 3), det +-1, minimising sum_n |Y X_n - T_n|^2 over all frames.
+
+    Args:
+        estimate: (N, L, 3) shapes X_n (points as rows, so Y acts as points @ Y^T).
+        truth: (N, L, 3) shapes T_n.
+    """
+    correlation = torch.einsum("nla,nlb->ab", truth, estimate)
+    u, _, vh = torch.linalg.svd(correlation)
+    return u @ vh
+
+
+def camera_frame_shapes(shapes: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Shapes in the camera frame: R_n S_n, as (N, L, 3) from shapes (N, L, 3) and rotations (N, 3, 3)."""
+    sizes = check_shape(shapes, ("N", "L", 3), "shapes")
+    check_shape(rotations, (sizes["N"], 3, 3), "rotations")
+    return shapes @ rotations.transpose(1, 2)
