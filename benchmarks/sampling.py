@@ -1,64 +1,147 @@
-"""Throughput of the sampling stage: samples per second at 256x256 with 1 and 2 detection workers.
+"""Throughput and accuracy of the sampling stage at several image resolutions and worker counts.
 
-    python benchmarks/sampling.py [--num-samples 96] [--generator synthetic] [--landmarks dlib]
+    python benchmarks/sampling.py [--resolution 256 512 1024] [--workers 1 2] [--num-samples 64]
+                                  [--generator synthetic] [--landmarks dlib] [override ...]
 
-Prints, for the configured generator and detector: rendering alone, detection alone in the main
-process, and the whole stage (`nrsfm.sample.sample_dataset`: render + detect + chunk writes + HDF5
-assembly) all in the main process, and with 1 and 2 spawned workers that render and detect, and with
-2 workers that only detect (start-up of the workers included).
+Prints one line per (resolution, workers), for scripts to read:
+
+    resolution=1024 workers=2 render_only_fps=... detect_only_fps=... end_to_end_fps=... median_px_vs_full=... nme=... nme_full=... found=...
+
+- render_only_fps: `workers` processes render the seeds (and convert them to uint8), nothing else;
+- detect_only_fps: `workers` processes detect on the already rendered uint8 images (sent to them);
+- end_to_end_fps: the whole stage, `nrsfm.sample.sample_dataset` with `workers` processes that render
+  and detect, writing the HDF5 file; it includes starting the workers, the other two rates do not;
+- median_px_vs_full: median over the faces found by both of the mean distance in pixels between the
+  configured detector's landmarks and those of the same detector searching the full-resolution
+  image (``landmarks.search_size=null``);
+- nme, nme_full: `nme` against the generator's true landmarks (generators with ``ground_truth``,
+  68-point detectors), for the configured and the full-resolution search; found: detection rate.
+Extra arguments are Hydra overrides of the sample config (e.g. ``landmarks.aligned=true``).
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from hydra import compose, initialize_config_module
 
 from backbones.landmarks.base import images_to_uint8
-from nrsfm.dataset import read_samples
-from nrsfm.sample import build, render_batch, sample_dataset
+from nrsfm.dataset import TRUTH_PREFIX
+from nrsfm.sample import CALIBRATION_SEEDS, build, render_batch, sample_dataset
+
+OUTER_EYE_CORNERS = (36, 45)
+_worker: dict = {}
+
+
+def nme(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over faces of the per-face mean point error over the truth's outer-eye-corner distance.
+
+    pred, truth: (N, 68, 2) pixels (only faces that were found)."""
+    left, right = OUTER_EYE_CORNERS
+    error = np.linalg.norm(pred - truth, axis=-1).mean(-1)
+    return float(np.mean(error / np.linalg.norm(truth[:, left] - truth[:, right], axis=-1)))
+
+
+def _start(generator, detector) -> None:
+    torch.set_num_threads(1)
+    _worker.update(generator=generator, detector=detector)
+
+
+def _render(seeds: np.ndarray) -> int:
+    images_to_uint8(render_batch(_worker["generator"], seeds, 1.0, False)[1])
+    return len(seeds)
+
+
+def _detect(images: np.ndarray) -> int:
+    return len(_worker["detector"].detect_uint8(images))
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def pool_rate(num_workers: int, generator, detector, function, batches: list) -> float:
+    """Items per second of `function` over `batches` in `num_workers` spawned processes, once all have started."""
+    with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
+                             initargs=(generator, detector)) as pool:
+        list(pool.map(_wait, [1.0] * num_workers))  # one each: every worker has started and loaded its models
+        start = time.perf_counter()
+        count = sum(pool.map(function, batches))
+        return count / (time.perf_counter() - start)
+
+
+def compose_config(args, resolution: int, extra: list[str]):
+    overrides = [f"generator={args.generator}", f"landmarks={args.landmarks}", f"++generator.img_resolution={resolution}", *args.overrides, *extra]
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose(config_name="sample", overrides=overrides)
+
+
+def calibrated(detector, generator):
+    """The detector, with its face box estimated the way `sample_dataset` does when it is an aligned one."""
+    if getattr(detector, "needs_calibration", False):
+        detector.calibrate(images_to_uint8(render_batch(generator, np.arange(CALIBRATION_SEEDS), 1.0, False)[1]))
+    return detector
+
+
+def accuracy(detector, reference, images: np.ndarray, truth: np.ndarray | None) -> dict[str, float]:
+    """median_px_vs_full, nme, nme_full and found of `detector` on uint8 images (N, R, R, 3)."""
+    ours, full = detector.detect_uint8(images), reference.detect_uint8(images)
+    both = (ours.found & full.found).numpy()
+    landmarks, full_landmarks = ours.landmarks.numpy(), full.landmarks.numpy()
+    distance = np.linalg.norm(landmarks[both] - full_landmarks[both], axis=-1).mean(-1)
+    result = {"median_px_vs_full": float(np.median(distance)) if both.any() else float("nan")}
+    if truth is not None and landmarks.shape[1] == 68:
+        result["nme"] = nme(landmarks[ours.found.numpy()], truth[ours.found.numpy()])
+        result["nme_full"] = nme(full_landmarks[full.found.numpy()], truth[full.found.numpy()])
+    return {**result, "found": float(ours.found.float().mean())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-samples", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--resolution", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--generator", default="synthetic")
     parser.add_argument("--landmarks", default="dlib")
-    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the sample config")
     args = parser.parse_args()
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        overrides = [f"generator={args.generator}", f"landmarks={args.landmarks}", f"++generator.img_resolution={args.resolution}"]
-        cfg = compose(config_name="sample", overrides=overrides)
-    generator = build(cfg.generator, "generator")
-    detector = build(cfg.landmarks, "landmark detector")
+    torch.set_num_threads(1)
     seeds = np.arange(args.num_samples, dtype=np.int64)
-    print(f"generator={generator.name} ({generator.img_resolution}x{generator.img_resolution}) landmarks={detector.name} samples={args.num_samples} batch={args.batch_size}")
+    batches = [seeds[i : i + args.batch_size] for i in range(0, len(seeds), args.batch_size)]
+    for resolution in args.resolution:
+        cfg = compose_config(args, resolution, [])
+        generator = build(cfg.generator, "generator")
+        detector = calibrated(build(cfg.landmarks, "landmark detector"), generator)
+        reference = detector
+        if "search_size" in cfg.landmarks:
+            full = ["landmarks.search_size=null"] + (["landmarks.aligned=false"] if "aligned" in cfg.landmarks else [])
+            reference = build(compose_config(args, resolution, full).landmarks, "full-resolution detector")
+        rendered = [render_batch(generator, batch, 1.0, False) for batch in batches]
+        images = np.concatenate([images_to_uint8(batch_images) for _, batch_images in rendered])
+        truth = None
+        if TRUTH_PREFIX + "landmarks" in rendered[0][0]:
+            truth = np.concatenate([rows[TRUTH_PREFIX + "landmarks"] for rows, _ in rendered]) * np.array([resolution, resolution], np.float32)
+        scores = accuracy(detector, reference, images, truth)
+        image_batches = [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)]
+        for num_workers in args.workers:
+            render_fps = pool_rate(num_workers, generator, None, _render, batches)
+            detect_fps = pool_rate(num_workers, None, detector, _detect, image_batches)
+            with tempfile.TemporaryDirectory() as folder:
+                start = time.perf_counter()
+                sample_dataset(generator, detector, Path(folder) / "samples.h5", 0, args.num_samples, batch_size=args.batch_size,
+                               chunk_size=args.num_samples, num_workers=num_workers, render_in_workers=True, progress=False)
+                end_to_end_fps = args.num_samples / (time.perf_counter() - start)
+            fields = {"resolution": resolution, "workers": num_workers, "render_only_fps": f"{render_fps:.2f}", "detect_only_fps": f"{detect_fps:.1f}",
+                      "end_to_end_fps": f"{end_to_end_fps:.2f}", **{key: f"{value:.4g}" for key, value in scores.items()}}
+            print(" ".join(f"{key}={value}" for key, value in fields.items()), flush=True)
 
-    start = time.perf_counter()
-    images = [render_batch(generator, seeds[i : i + args.batch_size], 1.0, False)[1] for i in range(0, len(seeds), args.batch_size)]
-    render_s = time.perf_counter() - start
-    print(f"render only (main process):  {args.num_samples / render_s:7.2f} samples/s")
-
-    pixels = np.concatenate([images_to_uint8(batch) for batch in images])
-    start = time.perf_counter()
-    found = detector.detect_uint8(pixels).found
-    detect_s = time.perf_counter() - start
-    print(f"detect only (main process):  {args.num_samples / detect_s:7.2f} samples/s  (found {found.float().mean():.1%})")
-
-    for num_workers, in_workers in ((0, False), (1, True), (2, True), (2, False)):
-        with tempfile.TemporaryDirectory() as folder:
-            out = Path(folder) / "samples.h5"
-            start = time.perf_counter()
-            sample_dataset(generator, detector, out, 0, args.num_samples, batch_size=args.batch_size, chunk_size=args.num_samples,
-                           num_workers=num_workers, render_in_workers=in_workers, progress=False)
-            total_s = time.perf_counter() - start
-            rate = read_samples(out).found.mean()
-        where = "all in the main process" if num_workers == 0 else f"{num_workers} worker(s), render in {'workers' if in_workers else 'main'}"
-        print(f"whole stage, {where:<34} {args.num_samples / total_s:7.2f} samples/s  (found {rate:.1%}, {total_s:.1f} s)")
 
 if __name__ == "__main__":
     main()
