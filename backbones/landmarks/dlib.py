@@ -42,7 +42,8 @@ class HogFaceFinder:
     is shrunk by the smallest integer factor that brings it within `search_size` (box filter), the
     box is searched there and scaled back to the full image, where the landmark model then runs.
     The scan starts at `upsample` doublings of that copy; when it finds nothing it repeats with one
-    more doubling, up to `max_upsample`.
+    more doubling, up to `max_upsample`, and then scans the full image (`upsample` doublings), so it
+    finds every face that the full-resolution search finds.
 
     Args:
         upsample: doublings of the search copy for the first scan (HOG finds faces of >= ~80 px).
@@ -74,11 +75,18 @@ class HogFaceFinder:
         factor = self.shrink_factor(*image.shape[:2])
         search = image if factor == 1 else np.asarray(Image.fromarray(image).reduce(factor))
         for upsample in range(self.upsample, self.max_upsample + 1):
-            boxes, scores, _ = self._detector.run(search, upsample, self.threshold)
-            if len(boxes) > 0:
-                best = int(np.argmax(scores))
-                return scale_box(boxes[best], factor), float(scores[best])
-        return None
+            found = self.best_box(search, upsample)
+            if found is not None:
+                return scale_box(found[0], factor), found[1]
+        return self.best_box(image, self.upsample) if factor > 1 else None
+
+    def best_box(self, image: np.ndarray, upsample: int) -> tuple[dlib.rectangle, float] | None:
+        """One HOG scan of (H, W, 3) uint8 `image` doubled `upsample` times -> (box, score) of the best face, or None."""
+        boxes, scores, _ = self._detector.run(image, upsample, self.threshold)
+        if len(boxes) == 0:
+            return None
+        best = int(np.argmax(scores))
+        return boxes[best], float(scores[best])
 
 
 def scale_box(box: dlib.rectangle, factor: int) -> dlib.rectangle:

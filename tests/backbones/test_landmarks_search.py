@@ -57,12 +57,16 @@ def test_small_search_is_as_accurate_as_full_resolution(faces512):
     assert np.median(torch.linalg.norm(small.landmarks - full.landmarks, dim=-1).mean(-1).numpy()) < 0.03 * 512
 
 
-def test_retry_with_one_more_doubling_finds_a_small_face():
+def test_a_face_too_small_for_the_copy_is_found_by_the_retries():
     # The astronaut's face is ~65 px on the 256-pixel copy of the 512-pixel photo: below HOG's ~80 px.
     photo = data.astronaut()
-    assert HogFaceFinder(upsample=0, max_upsample=0).find(photo) is None
-    box, score = HogFaceFinder(upsample=0, max_upsample=1).find(photo)
-    assert 150 < (box.left() + box.right()) / 2 < 300 and box.width() > 80 and score > 0
+    finder = HogFaceFinder(upsample=0, max_upsample=1)
+    copy = photo.reshape(256, 2, 256, 2, 3).mean((1, 3)).round().astype(np.uint8)
+    assert finder.shrink_factor(512, 512) == 2 and finder.best_box(copy, 0) is None
+    doubled, _ = finder.find(photo)  # found on the copy doubled once
+    full, _ = HogFaceFinder(upsample=0, max_upsample=0).find(photo)  # found on the full image
+    for box in (doubled, full):
+        assert 150 < (box.left() + box.right()) / 2 < 300 and box.width() > 80
 
 
 def test_aligned_fit_matches_detection_and_rejects_what_moved(aligned_faces):
