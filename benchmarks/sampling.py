@@ -1,7 +1,7 @@
 """Throughput and accuracy of the sampling stage at several image resolutions and worker counts.
 
-    python benchmarks/sampling.py [--resolution 256 512 1024] [--workers 1 2] [--num-samples 64]
-                                  [--generator synthetic] [--landmarks dlib] [override ...]
+    python benchmarks/sampling.py [--resolution 256 512 1024] [--workers 1 2] [--num-samples 96]
+                                  [--generator synthetic] [--landmarks dlib] [--render-in workers|main] [override ...]
 
 Prints one line per (resolution, workers), for scripts to read:
 
@@ -10,7 +10,8 @@ Prints one line per (resolution, workers), for scripts to read:
 - render_only_fps: `workers` processes render the seeds (and convert them to uint8), nothing else;
 - detect_only_fps: `workers` processes detect on the already rendered uint8 images (sent to them);
 - end_to_end_fps: the whole stage, `nrsfm.sample.sample_dataset` with `workers` processes that render
-  and detect, writing the HDF5 file; it includes starting the workers, the other two rates do not;
+  and detect (``--render-in main``: this process renders, the workers detect), writing the HDF5
+  file; it includes starting the workers, the other two rates do not;
 - median_px_vs_full: median over the faces found by both of the mean distance in pixels between the
   configured detector's landmarks and those of the same detector searching the full-resolution
   image (``landmarks.search_size=null``);
@@ -106,10 +107,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument("--num-samples", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--generator", default="synthetic")
     parser.add_argument("--landmarks", default="dlib")
+    parser.add_argument("--render-in", choices=["workers", "main"], default="workers",
+                        help="end to end: workers render and detect, or this process renders and the workers detect")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the sample config")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -136,7 +139,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 start = time.perf_counter()
                 sample_dataset(generator, detector, Path(folder) / "samples.h5", 0, args.num_samples, batch_size=args.batch_size,
-                               chunk_size=args.num_samples, num_workers=num_workers, render_in_workers=True, progress=False)
+                               chunk_size=args.num_samples, num_workers=num_workers, render_in_workers=args.render_in == "workers", progress=False)
                 end_to_end_fps = args.num_samples / (time.perf_counter() - start)
             fields = {"resolution": resolution, "workers": num_workers, "render_only_fps": f"{render_fps:.2f}", "detect_only_fps": f"{detect_fps:.1f}",
                       "end_to_end_fps": f"{end_to_end_fps:.2f}", **{key: f"{value:.4g}" for key, value in scores.items()}}

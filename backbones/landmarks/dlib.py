@@ -8,8 +8,8 @@ faces, the one with the highest detector score is used; that score is the return
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import dlib
 import numpy as np
@@ -185,7 +185,7 @@ class DlibDetector(LandmarkDetector):
         """Landmarks (68, 2) and fit score from the fixed face box, or None when the fit fails the check."""
         height, width = image.shape[:2]
         left, top, right, bottom = np.rint(np.array(self.face_box) * (width, height, width, height)).astype(int)
-        shift = max(1, int(round(PROBE_SHIFT * (right - left))))
+        shift = max(1, round(PROBE_SHIFT * (right - left)))
         points = self.place_points(image, dlib.rectangle(left, top, right - 1, bottom - 1))
         probe = self.place_points(image, dlib.rectangle(left + shift, top + shift, right - 1 + shift, bottom - 1 + shift))
         disagreement = float(np.linalg.norm(points - probe, axis=-1).mean()) / (right - left)
