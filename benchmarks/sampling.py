@@ -5,7 +5,7 @@
 
 Prints one line per (resolution, workers), for scripts to read:
 
-    resolution=1024 workers=2 render_only_fps=... detect_only_fps=... end_to_end_fps=... median_px_vs_full=... nme=... nme_full=... found=...
+    resolution=1024 workers=2 render_only_fps=... detect_only_fps=... end_to_end_fps=... median_px_vs_full=... nme=... nme_full=... found=... worker_start_s=...
 
 - render_only_fps: `workers` processes render the seeds (and convert them to uint8), nothing else;
 - detect_only_fps: `workers` processes detect on the already rendered uint8 images (sent to them);
@@ -16,7 +16,8 @@ Prints one line per (resolution, workers), for scripts to read:
   configured detector's landmarks and those of the same detector searching the full-resolution
   image (``landmarks.search_size=null``);
 - nme, nme_full: `nme` against the generator's true landmarks (generators with ``ground_truth``,
-  68-point detectors), for the configured and the full-resolution search; found: detection rate.
+  68-point detectors), for the configured and the full-resolution search; found: detection rate;
+- worker_start_s: seconds to start the rendering workers (the end-to-end time includes about as much).
 Extra arguments are Hydra overrides of the sample config (e.g. ``landmarks.aligned=true``).
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ from nrsfm.dataset import TRUTH_PREFIX
 from nrsfm.sample import CALIBRATION_SEEDS, build, render_batch, sample_dataset
 
 OUTER_EYE_CORNERS = (36, 45)
+WARM_UP_S = 1.0
 _worker: dict = {}
 
 
@@ -67,14 +69,17 @@ def _wait(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def pool_rate(num_workers: int, generator, detector, function, batches: list) -> float:
-    """Items per second of `function` over `batches` in `num_workers` spawned processes, once all have started."""
+def pool_rate(num_workers: int, generator, detector, function, batches: list) -> tuple[float, float]:
+    """(items per second of `function` over `batches` in `num_workers` spawned processes once all have
+    started, seconds it took to start them and load their models)."""
+    start = time.perf_counter()
     with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
                              initargs=(generator, detector)) as pool:
-        list(pool.map(_wait, [1.0] * num_workers))  # one each: every worker has started and loaded its models
+        list(pool.map(_wait, [WARM_UP_S] * num_workers))  # one each: every worker has started and loaded its models
+        start_up_s = time.perf_counter() - start - WARM_UP_S
         start = time.perf_counter()
         count = sum(pool.map(function, batches))
-        return count / (time.perf_counter() - start)
+        return count / (time.perf_counter() - start), start_up_s
 
 
 def compose_config(args, resolution: int, extra: list[str]):
@@ -134,15 +139,16 @@ def main() -> None:
         scores = accuracy(detector, reference, images, truth)
         image_batches = [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)]
         for num_workers in args.workers:
-            render_fps = pool_rate(num_workers, generator, None, _render, batches)
-            detect_fps = pool_rate(num_workers, None, detector, _detect, image_batches)
+            render_fps, start_up_s = pool_rate(num_workers, generator, None, _render, batches)
+            detect_fps, _ = pool_rate(num_workers, None, detector, _detect, image_batches)
             with tempfile.TemporaryDirectory() as folder:
                 start = time.perf_counter()
                 sample_dataset(generator, detector, Path(folder) / "samples.h5", 0, args.num_samples, batch_size=args.batch_size,
                                chunk_size=args.num_samples, num_workers=num_workers, render_in_workers=args.render_in == "workers", progress=False)
                 end_to_end_fps = args.num_samples / (time.perf_counter() - start)
             fields = {"resolution": resolution, "workers": num_workers, "render_only_fps": f"{render_fps:.2f}", "detect_only_fps": f"{detect_fps:.1f}",
-                      "end_to_end_fps": f"{end_to_end_fps:.2f}", **{key: f"{value:.4g}" for key, value in scores.items()}}
+                      "end_to_end_fps": f"{end_to_end_fps:.2f}", **{key: f"{value:.4g}" for key, value in scores.items()},
+                      "worker_start_s": f"{start_up_s:.1f}"}
             print(" ".join(f"{key}={value}" for key, value in fields.items()), flush=True)
 
 
