@@ -104,3 +104,18 @@ def test_calibrated_box_travels_with_the_pickled_detector(aligned_faces):
 def test_calibration_without_faces_is_a_user_error():
     with pytest.raises(UserError, match="no face found in any of the 2 calibration images"):
         DlibDetector(aligned=True).calibrate(np.zeros((2, 64, 64, 3), np.uint8))
+
+
+def test_sampling_stage_calibrates_an_aligned_detector(tmp_path):
+    from nrsfm.dataset import read_samples
+    from nrsfm.sample import sample_dataset
+
+    generator = SyntheticGenerator(img_resolution=192).freeze()
+    detector = DlibDetector(aligned=True)
+    out = sample_dataset(generator, detector, tmp_path / "samples.h5", 40, 3, batch_size=3, chunk_size=3, num_workers=0, progress=False)
+    assert not detector.needs_calibration
+    calibration = DlibDetector(aligned=True)
+    calibration.calibrate(images_to_uint8(generator.synthesis(generator.mapping(generator.z_from_seeds(np.arange(8))))))
+    assert detector.face_box == calibration.face_box  # seeds 0..7, whatever the run's seeds
+    samples = read_samples(out)
+    assert samples.found.sum() >= 2
