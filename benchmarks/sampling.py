@@ -5,7 +5,7 @@
 
 Prints one line per (resolution, workers), for scripts to read:
 
-    resolution=1024 workers=2 render_only_fps=... detect_only_fps=... end_to_end_fps=... median_px_vs_full=... nme=... nme_full=... found=... worker_start_s=...
+    resolution=1024 workers=2 render_only_fps=... detect_only_fps=... end_to_end_fps=... median_px_vs_full=... nme=... nme_full=... median_nme=... median_nme_full=... found=... worker_start_s=...
 
 - render_only_fps: `workers` processes render the seeds (and convert them to uint8), nothing else;
 - detect_only_fps: `workers` processes detect on the already rendered uint8 images (sent to them);
@@ -16,7 +16,8 @@ Prints one line per (resolution, workers), for scripts to read:
   configured detector's landmarks and those of the same detector searching the full-resolution
   image (``landmarks.search_size=null``);
 - nme, nme_full: `nme` against the generator's true landmarks (generators with ``ground_truth``,
-  68-point detectors), for the configured and the full-resolution search; found: detection rate;
+  68-point detectors), for the configured and the full-resolution search (median_nme, median_nme_full:
+  the medians over faces of the per-face error); found: detection rate;
 - worker_start_s: seconds to start the rendering workers (the end-to-end time includes about as much).
 Extra arguments are Hydra overrides of the sample config (e.g. ``landmarks.aligned=true``).
 """
@@ -42,13 +43,16 @@ WARM_UP_S = 1.0
 _worker: dict = {}
 
 
-def nme(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over faces of the per-face mean point error over the truth's outer-eye-corner distance.
-
-    pred, truth: (N, 68, 2) pixels (only faces that were found)."""
+def per_face_nme(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(N,) mean point error of each face over its true outer-eye-corner distance; pred, truth (N, 68, 2) pixels."""
     left, right = OUTER_EYE_CORNERS
     error = np.linalg.norm(pred - truth, axis=-1).mean(-1)
-    return float(np.mean(error / np.linalg.norm(truth[:, left] - truth[:, right], axis=-1)))
+    return error / np.linalg.norm(truth[:, left] - truth[:, right], axis=-1)
+
+
+def nme(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over faces of `per_face_nme`; pred, truth (N, 68, 2) pixels (only faces that were found)."""
+    return float(np.mean(per_face_nme(pred, truth)))
 
 
 def _start(generator, detector) -> None:
@@ -96,15 +100,18 @@ def calibrated(detector, generator):
 
 
 def accuracy(detector, reference, images: np.ndarray, truth: np.ndarray | None) -> dict[str, float]:
-    """median_px_vs_full, nme, nme_full and found of `detector` on uint8 images (N, R, R, 3)."""
+    """median_px_vs_full, nme, nme_full, their medians over faces and found of `detector` on uint8 images (N, R, R, 3)."""
     ours, full = detector.detect_uint8(images), reference.detect_uint8(images)
     both = (ours.found & full.found).numpy()
     landmarks, full_landmarks = ours.landmarks.numpy(), full.landmarks.numpy()
     distance = np.linalg.norm(landmarks[both] - full_landmarks[both], axis=-1).mean(-1)
     result = {"median_px_vs_full": float(np.median(distance)) if both.any() else float("nan")}
     if truth is not None and landmarks.shape[1] == 68:
-        result["nme"] = nme(landmarks[ours.found.numpy()], truth[ours.found.numpy()])
-        result["nme_full"] = nme(full_landmarks[full.found.numpy()], truth[full.found.numpy()])
+        found, full_found = ours.found.numpy(), full.found.numpy()
+        result["nme"] = nme(landmarks[found], truth[found])
+        result["nme_full"] = nme(full_landmarks[full_found], truth[full_found])
+        result["median_nme"] = float(np.median(per_face_nme(landmarks[found], truth[found])))
+        result["median_nme_full"] = float(np.median(per_face_nme(full_landmarks[full_found], truth[full_found])))
     return {**result, "found": float(ours.found.float().mean())}
 
 
