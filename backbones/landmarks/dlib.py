@@ -128,6 +128,7 @@ class DlibDetector(LandmarkDetector):
             raise ValueError(f"fit_tolerance must be > 0, got {fit_tolerance}")
         if face_box is not None and not (len(face_box) == 4 and 0 <= face_box[0] < face_box[2] <= 1 and 0 <= face_box[1] < face_box[3] <= 1):
             raise ValueError(f"face_box must be (left, top, right, bottom) fractions of the image with left < right and top < bottom, got {face_box}")
+        face_box = None if face_box is None else tuple(float(value) for value in face_box)
         self._args = (predictor_path, upsample, threshold, search_size, max_upsample, aligned, face_box, fit_tolerance)
         path = Path(predictor_path) if predictor_path is not None else face_recognition_models_file(PREDICTOR_FILE)
         if not path.is_file():
@@ -138,7 +139,7 @@ class DlibDetector(LandmarkDetector):
             raise UserError(f"{path} is not a dlib shape predictor ({error}); reinstall face-recognition-models") from error
         self._faces = HogFaceFinder(upsample, threshold, search_size, max_upsample)
         self.aligned = bool(aligned)
-        self.face_box = None if face_box is None else tuple(float(value) for value in face_box)
+        self.face_box = face_box
         self.fit_tolerance = float(fit_tolerance)
 
     def __reduce__(self):
