@@ -8,7 +8,8 @@ Prints one line per (resolution, workers), for scripts to read:
     resolution=1024 workers=2 render_only_fps=... detect_only_fps=... end_to_end_fps=... median_px_vs_full=... nme=... nme_full=... median_nme=... median_nme_full=... found=... worker_start_s=...
 
 - render_only_fps: `workers` processes render the seeds (and convert them to uint8), nothing else;
-- detect_only_fps: `workers` processes detect on the already rendered uint8 images (sent to them);
+- detect_only_fps: `workers` processes detect on the already rendered uint8 images, which each
+  received when it started (the detection alone, as when the workers render too);
 - end_to_end_fps: the whole stage, `nrsfm.sample.sample_dataset` with `workers` processes that render
   and detect (``--render-in main``: this process renders, the workers detect), writing the HDF5
   file; it includes starting the workers, the other two rates do not;
@@ -55,9 +56,9 @@ def nme(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(per_face_nme(pred, truth)))
 
 
-def _start(generator, detector) -> None:
+def _start(generator, detector, images) -> None:
     torch.set_num_threads(1)
-    _worker.update(generator=generator, detector=detector)
+    _worker.update(generator=generator, detector=detector, images=images)
 
 
 def _render(seeds: np.ndarray) -> int:
@@ -65,20 +66,20 @@ def _render(seeds: np.ndarray) -> int:
     return len(seeds)
 
 
-def _detect(images: np.ndarray) -> int:
-    return len(_worker["detector"].detect_uint8(images))
+def _detect(rows: slice) -> int:
+    return len(_worker["detector"].detect_uint8(_worker["images"][rows]))
 
 
 def _wait(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def pool_rate(num_workers: int, generator, detector, function, batches: list) -> tuple[float, float]:
+def pool_rate(num_workers: int, function, batches: list, generator=None, detector=None, images=None) -> tuple[float, float]:
     """(items per second of `function` over `batches` in `num_workers` spawned processes once all have
-    started, seconds it took to start them and load their models)."""
+    started, seconds it took to start them, load their models and receive `images`)."""
     start = time.perf_counter()
     with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                             initargs=(generator, detector)) as pool:
+                             initargs=(generator, detector, images)) as pool:
         list(pool.map(_wait, [WARM_UP_S] * num_workers))  # one each: every worker has started and loaded its models
         start_up_s = time.perf_counter() - start - WARM_UP_S
         start = time.perf_counter()
@@ -144,10 +145,10 @@ def main() -> None:
         if TRUTH_PREFIX + "landmarks" in rendered[0][0]:
             truth = np.concatenate([rows[TRUTH_PREFIX + "landmarks"] for rows, _ in rendered]) * np.array([resolution, resolution], np.float32)
         scores = accuracy(detector, reference, images, truth)
-        image_batches = [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)]
+        image_batches = [slice(i, i + args.batch_size) for i in range(0, len(images), args.batch_size)]
         for num_workers in args.workers:
-            render_fps, start_up_s = pool_rate(num_workers, generator, None, _render, batches)
-            detect_fps, _ = pool_rate(num_workers, None, detector, _detect, image_batches)
+            render_fps, start_up_s = pool_rate(num_workers, _render, batches, generator=generator)
+            detect_fps, _ = pool_rate(num_workers, _detect, image_batches, detector=detector, images=images)
             with tempfile.TemporaryDirectory() as folder:
                 start = time.perf_counter()
                 sample_dataset(generator, detector, Path(folder) / "samples.h5", 0, args.num_samples, batch_size=args.batch_size,
