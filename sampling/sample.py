@@ -57,6 +57,7 @@ DATA_KEYS = ("generator", "landmarks", "num_samples", "seed", "shard", "num_shar
 # Keys left out of the data config (and so of the cache hash) at this value: datasets made before the key existed keep their names.
 DATA_KEY_DEFAULTS = {"style_mixing": 0.0}
 PREVIEW_GRID = 4
+CALIBRATION_SEEDS = 8  # seeds 0..7 calibrate an aligned detector's face box, whatever the run's seeds (shards agree)
 
 
 @dataclass(frozen=True)
@@ -314,6 +315,8 @@ def sample_dataset(
     if style_mixing > 0 and not save_ws:
         raise UserError("style_mixing > 0 mixes the rows of ws, so only ws describes the images; add save_ws=true")
     out = Path(out)
+    if getattr(detector, "needs_calibration", False):
+        detector.calibrate(images_to_uint8(render_batch(generator, np.arange(CALIBRATION_SEEDS), truncation_psi, False, noise_mode)[1]))
     metadata = dataset_metadata(generator, detector, seed_start, num_samples, truncation_psi, noise_mode, save_ws, style_mixing, config or {})
     fingerprint = config_digest(metadata)
     if out.exists():

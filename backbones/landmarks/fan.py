@@ -1,16 +1,21 @@
-"""FAN (2D-FAN-4, 68 landmarks; Bulat & Tzimiropoulos 2017) from user-provided weights.
+"""FAN (2D-FAN-4, 68 landmarks; Bulat & Tzimiropoulos 2017) through the face-alignment package.
 
-face-alignment 1.5.0 loads its landmark network as a TorchScript archive that it downloads to
-``$TORCH_HOME/hub/checkpoints/2DFAN4-cd938726ad.zip`` (torch versions other than 1.5/1.6). Nothing
-is downloaded here: the adapter reads that same file from `weights`, or from the torch hub cache
-(``torch.hub.get_dir()/checkpoints/``, which follows ``$TORCH_HOME``), and otherwise fails with a
-line naming the file and the folder. The face-alignment package itself is not needed.
+The face-alignment package (optional extra: ``pip install -e ".[fan]"``) builds the network and
+loads its weights from ``$TORCH_HOME/hub/checkpoints/2DFAN4-11f355bf06.pth.tar`` (the file its
+release names), downloading the file when it is absent. Nothing is downloaded here: the file is
+looked for first (``torch.hub.get_dir()``, which follows ``$TORCH_HOME``) and a missing one fails
+with a line naming the file and the folder. The package's own face detectors download their
+weights too, so it is built with its "folder" detector (which loads nothing) and the boxes come
+from dlib's HOG detector, searched on a shrunk copy of the image (`HogFaceFinder`).
 
-Pipeline per batch: dlib's HOG detector gives one box per image (highest score when several);
-the box becomes FAN's crop (centre moved up by 12% of the box height, side 200 * scale with
-scale = (width + height) / `reference_scale`), resampled to 256x256 in [0, 1]; the network returns
-(B, 68, 64, 64) heatmaps whose arg-max, nudged a quarter pixel toward the higher neighbour, is
-mapped back to image pixels. ``score`` is the mean heatmap maximum over the 68 points.
+Batched on the GPU when there is one: face-alignment's own ``get_landmarks_from_batch`` runs the
+network image by image on crops cut with OpenCV on the CPU and rounds the points to whole pixels,
+so the crops of a whole batch are cut here on the device (`crop_images`, FAN's crop geometry: centre
+moved up by 12% of the box height, side 200 * scale with scale = (width + height) /
+`reference_scale`, resampled to 256x256 in [0, 1]) and the network, the package's, runs once per
+batch. The (B, 68, 64, 64) heatmaps' arg-max, nudged a quarter pixel toward the higher neighbour, is
+mapped back to image pixels; with `flip_input` the mirrored crop's heatmaps are added first, as the
+package does. ``score`` is the mean heatmap maximum over the 68 points.
 
 HOG boxes are tighter than the S3FD boxes FAN was trained with (S3FD boxes include the forehead),
 so the default `reference_scale` is 165 instead of face-alignment's 195: a ~18% larger crop. This
@@ -18,7 +23,8 @@ was not checked against the real weights here (they cannot be downloaded on this
 """
 from __future__ import annotations
 
-import warnings
+import importlib
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -30,31 +36,49 @@ from backbones.landmarks.dlib import HogFaceFinder
 from common.errors import UserError
 from common.shapes import check_shape
 
-WEIGHTS_FILE = "2DFAN4-cd938726ad.zip"
-WEIGHTS_URL = f"https://www.adrianbulat.com/downloads/python-fan/{WEIGHTS_FILE}"
+INSTALL_HINT = 'pip install -e ".[fan]"'
+NETWORK_NAME = "2DFAN-4"
 CROP_SIZE = 256
 HEATMAP_SIZE = 64
 
 
-def default_weights_path() -> Path:
-    """Where face-alignment keeps the FAN weights: ``torch.hub.get_dir()/checkpoints/2DFAN4-cd938726ad.zip``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
-
-
-def load_fan(weights: str | Path | None) -> torch.jit.ScriptModule:
-    """The TorchScript FAN network from `weights` (None: the torch hub cache); UserError when absent."""
-    path = Path(weights) if weights is not None else default_weights_path()
-    if not path.is_file():
-        raise UserError(
-            f"FAN weights not found: put {WEIGHTS_FILE} (from {WEIGHTS_URL}) in {path.parent}/ or set landmarks.weights=<file>"
-        )
+def import_face_alignment():
+    """The face_alignment module; UserError naming the extra when it is not installed."""
     try:
-        with warnings.catch_warnings():  # face-alignment ships TorchScript; torch 2.13 marks jit.load deprecated
-            warnings.simplefilter("ignore", DeprecationWarning)
-            network = torch.jit.load(str(path), map_location="cpu")
-    except (RuntimeError, ValueError) as error:
-        raise UserError(f"{path} is not a TorchScript FAN archive ({error}); download {WEIGHTS_FILE} again") from error
-    return network.eval()
+        return importlib.import_module("face_alignment")
+    except ImportError as error:
+        raise UserError(f"landmarks=fan needs the face-alignment package ({error}); install it with `{INSTALL_HINT}`") from error
+
+
+def weights_url(face_alignment) -> str:
+    """Where face-alignment would download the 2D-FAN-4 weights from (its file name is the one it looks for)."""
+    return face_alignment.api.models_urls[NETWORK_NAME]
+
+
+def default_weights_path(face_alignment) -> Path:
+    """Where face-alignment reads the FAN weights: ``torch.hub.get_dir()/checkpoints/<file of its release>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights_url(face_alignment)).name
+
+
+def load_fan(device: str) -> torch.nn.Module:
+    """face-alignment's 2D-FAN-4 network on `device` with the user's weights; UserError when they are absent or broken."""
+    face_alignment = import_face_alignment()
+    path = default_weights_path(face_alignment)
+    if not path.is_file():
+        raise UserError(f"FAN weights not found: put {path.name} (from {weights_url(face_alignment)}) in {path.parent}/ (set TORCH_HOME to use another folder)")
+    try:
+        aligner = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device, face_detector="folder", flip_input=False, compile=False)
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise UserError(f"{path} is not face-alignment's FAN weights ({reason}); download {path.name} again") from error
+    return aligner.face_alignment_net.eval().requires_grad_(False)
+
+
+def flip_heatmaps(heatmaps: torch.Tensor) -> torch.Tensor:
+    """Heatmaps (B, 68, S, S) of a mirrored crop -> those of the crop itself (face-alignment's left-right pairs)."""
+    from face_alignment.utils import flip
+
+    return flip(heatmaps, is_label=True)
 
 
 def crop_boxes(boxes: torch.Tensor, reference_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,11 +99,11 @@ def crop_images(images: torch.Tensor, centre: torch.Tensor, side: torch.Tensor) 
     sizes = check_shape(images, ("B", 3, "H", "W"), "images")
     check_shape(centre, (sizes["B"], 2), "centre")
     height, width = sizes["H"], sizes["W"]
-    size = torch.tensor([width, height], dtype=images.dtype)
+    size = torch.tensor([width, height], dtype=images.dtype, device=images.device)
     # grid_sample (align_corners=False) reads normalised u at pixel coordinate (u + 1) * size / 2 - 0.5.
     scale = side[:, None] / size
     offset = (2 * centre + 1) / size - 1
-    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype)
+    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
     theta[:, 0, 0], theta[:, 1, 1] = scale[:, 0], scale[:, 1]
     theta[:, :, 2] = offset
     grid = F.affine_grid(theta, [len(images), 3, CROP_SIZE, CROP_SIZE], align_corners=False)
@@ -105,28 +129,46 @@ def heatmaps_to_landmarks(heatmaps: torch.Tensor, centre: torch.Tensor, side: to
 
 
 class FanDetector(LandmarkDetector):
-    """68 landmarks from FAN on dlib HOG face boxes.
+    """68 landmarks from face-alignment's FAN on dlib HOG face boxes, a batch at a time.
 
     Args:
-        weights: the TorchScript file ``2DFAN4-cd938726ad.zip``; None looks in the torch hub cache.
-        upsample, threshold: dlib HOG detector settings (see `HogFaceFinder`).
+        upsample, threshold, search_size, max_upsample: the box search (see `HogFaceFinder`).
         reference_scale: box size (width + height) that maps to a 200-pixel crop; smaller = larger crop.
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+        batch_size: crops per network call.
+        flip_input: add the heatmaps of the mirrored crop (face-alignment's default; twice the work).
     """
 
     name = "fan"
     num_landmarks = 68
 
-    def __init__(self, weights: str | None = None, upsample: int = 1, threshold: float = 0.0, reference_scale: float = 165.0):
+    def __init__(self, upsample: int = 0, threshold: float = 0.0, search_size: int | None = 256, max_upsample: int | None = 1,
+                 reference_scale: float = 165.0, device: str = "auto", batch_size: int = 32, flip_input: bool = True):
         if reference_scale <= 0:
             raise ValueError(f"reference_scale must be > 0, got {reference_scale}")
-        self._args = (weights, upsample, threshold, reference_scale)
-        self._network = load_fan(weights)
-        self._faces = HogFaceFinder(upsample, threshold)
-        self.reference_scale = float(reference_scale)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._args = (upsample, threshold, search_size, max_upsample, reference_scale, device, batch_size, flip_input)
+        self._faces = HogFaceFinder(upsample, threshold, search_size, max_upsample)
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+        self._network = load_fan(str(self.device))
+        self.reference_scale, self.batch_size, self.flip_input = float(reference_scale), int(batch_size), bool(flip_input)
 
     def __reduce__(self):
         """Pickle by constructor arguments: each process loads the weights itself."""
         return (type(self), self._args)
+
+    @torch.no_grad()
+    def heatmaps(self, crops: torch.Tensor) -> torch.Tensor:
+        """Crops (B, 3, 256, 256) in [0, 1] on the device -> FAN heatmaps (B, 68, 64, 64) float32."""
+        def run(batch):
+            output = self._network(batch)
+            return (output[-1] if isinstance(output, (list, tuple)) else output).float()
+        heatmaps = run(crops)
+        if self.flip_input:
+            heatmaps = heatmaps + flip_heatmaps(run(crops.flip(-1)))
+        check_shape(heatmaps, (len(crops), self.num_landmarks, "S", "S"), "FAN heatmaps")
+        return heatmaps
 
     @torch.no_grad()
     def detect_uint8(self, images: np.ndarray) -> Detections:
@@ -137,13 +179,13 @@ class FanDetector(LandmarkDetector):
         score = torch.zeros(num_images)
         faces = [self._faces.find(np.ascontiguousarray(image)) for image in images]
         found = torch.tensor([face is not None for face in faces], dtype=torch.bool)
-        if found.any():
-            boxes = torch.tensor([[b.left(), b.top(), b.right(), b.bottom()] for b, _ in filter(None, faces)], dtype=torch.float32)
+        rows = found.nonzero()[:, 0]
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            boxes = torch.tensor([[faces[i][0].left(), faces[i][0].top(), faces[i][0].right(), faces[i][0].bottom()] for i in batch.tolist()],
+                                 dtype=torch.float32, device=self.device)
             centre, side = crop_boxes(boxes, self.reference_scale)
-            pixels = torch.from_numpy(images[found.numpy()]).permute(0, 3, 1, 2).float() / 255.0
-            heatmaps = self._network(crop_images(pixels, centre, side))
-            if isinstance(heatmaps, (list, tuple)):
-                heatmaps = heatmaps[-1]
-            check_shape(heatmaps, (len(boxes), self.num_landmarks, "S", "S"), "FAN heatmaps")
-            landmarks[found], score[found] = heatmaps_to_landmarks(heatmaps.float(), centre, side)
+            pixels = torch.from_numpy(images[batch.numpy()]).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+            points, peaks = heatmaps_to_landmarks(self.heatmaps(crop_images(pixels, centre, side)), centre, side)
+            landmarks[batch], score[batch] = points.cpu(), peaks.cpu()
         return Detections(landmarks, found, score)

@@ -26,7 +26,8 @@ def portrait_landmarks() -> np.ndarray:
     """The portrait's 68 iBUG landmarks: (68, 2) float64 pixels (x, y), deterministic."""
     from backbones.landmarks.dlib import DlibDetector
 
-    found = DlibDetector().detect_one(portrait_image())
+    # Full-resolution search with one doubling: the settings the portrait's landmarks were first found with.
+    found = DlibDetector(upsample=1, search_size=None).detect_one(portrait_image())
     if found is None:
         raise UserError("dlib found no face in skimage.data.astronaut(); reinstall scikit-image and dlib-bin")
     landmarks = found[0].astype(np.float64)

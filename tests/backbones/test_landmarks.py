@@ -70,8 +70,14 @@ def test_dlib_bad_input(tmp_path):
     corrupt.write_bytes(b"garbage")
     with pytest.raises(UserError, match="not a dlib shape predictor"):
         DlibDetector(predictor_path=str(corrupt))
-    with pytest.raises(ValueError, match="upsample must be >= 0"):
+    with pytest.raises(ValueError, match="need 0 <= upsample <= max_upsample"):
         DlibDetector(upsample=-1)
+    with pytest.raises(ValueError, match="need 0 <= upsample <= max_upsample"):
+        DlibDetector(upsample=2, max_upsample=1)
+    with pytest.raises(ValueError, match="search_size must be >= 32"):
+        DlibDetector(search_size=8)
+    with pytest.raises(ValueError, match="face_box must be"):
+        DlibDetector(aligned=True, face_box=[0.6, 0.2, 0.4, 0.8])
 
 
 def test_detect_uint8_rejects_float_arrays(dlib_detector):
