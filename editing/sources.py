@@ -28,9 +28,10 @@ from backbones.landmarks.base import Detections
 from common.cli import build
 from common.errors import UserError
 from common.shapes import check_shape
+from editing.attributes import attribute_indices
 from editing.video import FrameRange, is_video_path, read_video
 from nrsfm.fit_q import fit_q
-from nrsfm.model import NRSfMModel
+from nrsfm.model import AttributeLayout, NRSfMModel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FPS = 25.0
@@ -211,11 +212,17 @@ def source_attributes(model: NRSfMModel, detector, frames: np.ndarray, source: s
     return attributes
 
 
-def image_source_q(model: NRSfMModel, detector_spec: Any, path: str | Path, frames: FrameRange = FrameRange()) -> torch.Tensor:
-    """q (S, 8 + K) of the faces in a picture, folder or video; frames without a face are skipped (and
-    counted in a warning)."""
-    pictures = read_source(path, frames)
-    attributes = source_attributes(model, detector_for_model(detector_spec, model), pictures.frames, str(path))
+def pictures_q(model: NRSfMModel, detector_spec: Any, pictures: SourceFrames, source: str) -> torch.Tensor:
+    """q (S, 8 + K) of the faces in the frames of `source` (read with `read_source`); frames without a
+    face are skipped and counted in a warning."""
+    attributes = source_attributes(model, detector_for_model(detector_spec, model), pictures.frames, source)
     if attributes.num_missing:
-        warnings.warn(f"{path}: skipped {attributes.num_missing} of {len(pictures.frames)} frames without a face")
+        warnings.warn(f"{source}: skipped {attributes.num_missing} of {len(pictures.frames)} frames without a face")
     return attributes.q[attributes.found]
+
+
+def source_changes(q: torch.Tensor, parts: list[str], layout: AttributeLayout) -> dict[str, float]:
+    """One face's q (D,) -> absolute edit changes ``{"yaw": degrees, "alpha.0": value, ...}`` for the entries `parts` name."""
+    names = layout.names()
+    angles = range(layout.rotation.start, layout.rotation.stop)
+    return {names[index]: float(torch.rad2deg(q[index]) if index in angles else q[index]) for index in attribute_indices(parts, layout)}
