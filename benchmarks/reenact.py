@@ -37,10 +37,10 @@ from common.cli import build
 from editing import reenact
 from editing.driving_video import write_driving_video
 from editing.metrics import coefficients_moved, median, slope
-from editing.render import render
-from editing.sources import detect_frames, detector_for_model, fit_frames
 from editing.outputs import images_to_uint8
+from editing.render import render
 from editing.session import load_regressor
+from editing.sources import detect_frames, detector_for_model, fit_frames
 
 
 def second_difference_jitter(values: np.ndarray) -> float:

@@ -30,7 +30,14 @@ from editing.reenactment import MODES, PARTS, edit_frames, reenact_target
 from editing.render import render
 from editing.session import hold_alpha, load_generator, load_regressor, output_dir
 from editing.smoothing import TemporalFilter, fill_missing
-from editing.sources import DEFAULT_FPS, SourceFrames, detector_for_model, is_image_source, read_source, source_attributes
+from editing.sources import (
+    DEFAULT_FPS,
+    SourceFrames,
+    detector_for_model,
+    is_image_source,
+    read_source,
+    source_attributes,
+)
 from editing.video import FrameRange
 
 

@@ -35,6 +35,7 @@ from nrsfm.model import AttributeLayout, NRSfMModel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FPS = 25.0
+ALL_FRAMES = FrameRange()
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def resized(image: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
 
 
-def read_source(path: str | Path, frames: FrameRange = FrameRange()) -> SourceFrames:
+def read_source(path: str | Path, frames: FrameRange = ALL_FRAMES) -> SourceFrames:
     """The square frames of an image file, a folder of images (sorted by name, each resized to the
     first one's size) or a video; `frames` picks frames of a video or folder."""
     path = Path(path)
@@ -156,7 +157,7 @@ def detector_for_model(spec: Any, model: NRSfMModel):
                         f"{model.num_landmarks} ({fitted_on}); use detector={fitted_on} or null (the model's own)")
     if fitted_on is not None and detector.name != fitted_on:
         warnings.warn(f"detector {detector.name!r} differs from the one the NRSfM model was fit on ({fitted_on!r}); "
-                      "its landmarks share the count, so q is fitted, but it may be biased")
+                      "its landmarks share the count, so q is fitted, but it may be biased", stacklevel=2)
     return detector
 
 
@@ -217,7 +218,7 @@ def pictures_q(model: NRSfMModel, detector_spec: Any, pictures: SourceFrames, so
     face are skipped and counted in a warning."""
     attributes = source_attributes(model, detector_for_model(detector_spec, model), pictures.frames, source)
     if attributes.num_missing:
-        warnings.warn(f"{source}: skipped {attributes.num_missing} of {len(pictures.frames)} frames without a face")
+        warnings.warn(f"{source}: skipped {attributes.num_missing} of {len(pictures.frames)} frames without a face", stacklevel=2)
     return attributes.q[attributes.found]
 
 

@@ -7,9 +7,9 @@ reach, and edits can be checked against their targets. Frames darker than `missi
 pixel) have no face.
 """
 import torch
+from editing_standins import RESOLUTION, TinyGenerator
 
 from backbones.landmarks.base import Detections
-from editing_standins import RESOLUTION, TinyGenerator
 from regressor.export import load_attribute_regressor
 
 

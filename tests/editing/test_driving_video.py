@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 import torch
+from editing_standins import TinyGenerator
 
 from backbones.synthetic.face_model import EXPRESSION_NAMES
 from backbones.synthetic.generator import SyntheticGenerator
 from editing.driving_video import render_driving_video, scripted_trajectory, write_driving_video
 from editing.video import read_video
-from editing_standins import TinyGenerator
 
 
 def test_trajectory_sweeps_yaw_nods_and_smiles():

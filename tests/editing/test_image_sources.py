@@ -4,15 +4,15 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from editing_standins import TinyGenerator
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
+from reenact_standins import OracleDetector
 
 from backbones.landmarks.base import images_to_uint8
 from common.errors import UserError
 from editing import edit, transfer
 from editing.sources import detect_frames, fit_frames, read_source
-from editing_standins import TinyGenerator
-from reenact_standins import OracleDetector
 from regressor.export import load_attribute_regressor
 
 TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from editing_standins import TinyGenerator
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
@@ -16,7 +17,6 @@ from editing import reenact
 from editing.attributes import attribute_range
 from editing.outputs import save_latents
 from editing.video import read_video, write_video
-from editing_standins import TinyGenerator
 from regressor.export import load_attribute_regressor
 
 TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}

@@ -5,13 +5,21 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-
 from astronaut_clip import astronaut_clip
-from common.errors import UserError
-from editing.sources import (detect_frames, detector_for_model, fit_frames, image_source_q, landmark_residual, read_source,
-                             source_attributes, square)
-from editing.video import FrameRange, write_video
 from editing_standins import random_nrsfm
+
+from common.errors import UserError
+from editing.sources import (
+    detect_frames,
+    detector_for_model,
+    fit_frames,
+    landmark_residual,
+    pictures_q,
+    read_source,
+    source_attributes,
+    square,
+)
+from editing.video import FrameRange, write_video
 
 YAWS = (-12.0, -4.0, 4.0, 12.0)
 
@@ -52,14 +60,14 @@ def test_folder_skips_and_counts_frames_without_a_face(tmp_path, clip, model68, 
     source = read_source(tmp_path)
     assert source.frames.shape == (4, 256, 256, 3) and source.names[-1] == "frame3.png"
     with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="skipped 1 of 4 frames without a face"):
-        q = image_source_q(model68, "dlib", tmp_path)
+        q = pictures_q(model68, "dlib", source, str(tmp_path))
     assert q.shape == (3, model68.layout.dim) and torch.isfinite(q).all()
 
 
 def test_one_picture_without_a_face_is_an_error(tmp_path, model68):
     iio.imwrite(tmp_path / "wall.png", np.full((64, 64, 3), 128, np.uint8))
     with pytest.raises(UserError, match="no face found in .*wall.png by the dlib detector"):
-        image_source_q(model68, None, tmp_path / "wall.png")
+        pictures_q(model68, None, read_source(tmp_path / "wall.png"), str(tmp_path / "wall.png"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no images"):
         read_source(tmp_path / "empty")
