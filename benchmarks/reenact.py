@@ -10,8 +10,8 @@ default config: the pipeline's regressor for the default generator, built on fir
 per frame:
 - pose error: the result's true yaw and pitch (the generator's ground truth of its latent) against
   the driver's true ones, and the same on the images in the model's degrees (`nrsfm.fit_q` of dlib's
-  landmarks on the rendered result against the driver's fitted q), median |error|, and the slope
-  true result on true driver;
+  landmarks on the result panels of reenact.mp4 against the driver's fitted q), median |error|, and the
+  slopes true result on true driver and model driver on true driver;
 - temporal jitter: mean |second difference| of true yaw over frames, result and driver;
 - identity drift: RMS over the 16 true identity coefficients of result minus target face, in std of
   those coefficients over 1000 random faces, against a random latent step of the same length per frame
@@ -37,10 +37,9 @@ from common.cli import build
 from editing import reenact
 from editing.driving_video import write_driving_video
 from editing.metrics import coefficients_moved, median, slope
-from editing.outputs import images_to_uint8
-from editing.render import render
 from editing.session import load_regressor
 from editing.sources import detect_frames, detector_for_model, fit_frames
+from editing.video import read_video
 
 
 def second_difference_jitter(values: np.ndarray) -> float:
@@ -88,9 +87,9 @@ def main() -> None:
         random_truth = generator.ground_truth(generator.to_ws(random_steps(latents, generator.latent_from_ws(ws_target, regressor.latent_space), 0),
                                                               regressor.latent_space, psi))
         spread = generator.ground_truth(generator.sample(1000, 5_000_000, psi))["identity"].std(0)
-    images = render(generator, latents, regressor.latent_space, psi)
+    video, _ = read_video(result["video"])
     detector = detector_for_model(cfg.detector, regressor.nrsfm)
-    detections = detect_frames(detector, images_to_uint8(images))
+    detections = detect_frames(detector, np.ascontiguousarray(video[:, :, video.shape[1]:]))  # the result panels, as encoded
     q_result = fit_frames(regressor.nrsfm, detections.landmarks, detections.found)
     q_driver = result["q_driving"]
     seen = detections.found & result["found"]
