@@ -56,7 +56,6 @@ def read_driving(cfg: DictConfig, generator: Generator, frames: FrameRange) -> S
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Re-enact `cfg.target` from `cfg.driving`; returns the output paths, counts and the seconds per stage."""
     seconds: dict[str, float] = {}
-    clock = time.perf_counter()
     if cfg.parts not in PARTS or cfg.mode not in MODES:
         raise UserError(f"parts must be one of {', '.join(PARTS)} and mode one of {', '.join(MODES)}, got {cfg.parts!r}, {cfg.mode!r}")
     frame_range = FrameRange(int(cfg.frames.start), None if cfg.frames.stop is None else int(cfg.frames.stop), int(cfg.frames.step))
@@ -66,6 +65,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     latent_target = resolve_faces(generator, cfg.target, cfg.latent_space, psi)
     if len(latent_target) != 1:
         raise UserError(f"target must be one face, got {len(latent_target)}; give one seed or a latent file holding one face")
+    clock = time.perf_counter()
     driving = read_driving(cfg, generator, frame_range)
     seconds["read"] = time.perf_counter() - clock
     regressor = load_regressor(cfg, generator)
