@@ -8,10 +8,12 @@ target's own. ``mode``:
   (puppeteering: the target keeps its own pose and expression at the start, and the driver's
   face shape, which the alphas also carry, does not move onto it).
 
-`edit_frames` runs the configured editor through `editing.session.apply_editor` on batches of
-`batch_size` frames; every frame of a batch starts from the result of the last frame of the batch
-before (the first batch from the target face itself), so each edit is a short step from a nearby
-solution. ``batch_size=1`` starts every frame from the one before it.
+`edit_frames` runs the configured editor through `editing.session.apply_editor` twice per frame, each
+time on all frames at once (in batches of `batch_size` only to bound memory): first from the target
+face, then warm-started from the first pass's result of the frame before it (frame 0 from its own).
+Both starts change smoothly from frame to frame, so the results do; starting each batch from the
+last result of the batch before would change the start in steps at batch borders, and the rendered
+face jumps there (the editor's result depends on its start along directions phi does not see).
 """
 from __future__ import annotations
 
@@ -52,32 +54,34 @@ def edit_frames(cfg: DictConfig, generator: nn.Module, regressor: nn.Module, lat
                 target: EditTarget, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Edit latent_target (1, *S) toward every frame of `target` (q (T, D)): latents (T, *S) and their phi (T, D).
 
-    Warm start as in the module docstring; an editor that takes a ``start`` (gradient) keeps
-    latent_target as its reference (its identity term) and starts from the previous result, the
-    linear editor steps from the previous result.
+    Two passes as in the module docstring; an editor that takes a ``start`` (gradient) keeps
+    latent_target as its reference (its identity term) and starts there, the linear editor steps from the start.
     """
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     check_shape(latent_target, (1, *regressor.latent_shape), "target latent")
     parameters = inspect.signature(instantiate(cfg.edit)).parameters
-    takes_start = "start" in parameters
     metric = latent_metric(cfg, generator)
     identity = build(cfg.identity, "identity network") if "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0 else None
     latent_target = latent_target.to(regressor.nrsfm.q_mean.dtype)
-    warm = latent_target
-    latents, qs = [], []
-    for first in range(0, len(target.q), batch_size):
-        rows = slice(first, first + batch_size)
-        chunk = EditTarget(target.q[rows], target.mask, target.constrained)
-        begin = warm.expand(len(chunk.q), *warm.shape[1:]).clone()
-        if takes_start:
-            result = apply_editor(cfg, generator, regressor, latent_target.expand_as(begin), chunk, metric=metric,
-                                  identity=identity, start=begin)
-        else:
-            result = apply_editor(cfg, generator, regressor, begin, chunk, metric=metric)
-        if not torch.isfinite(result.latent).all():
-            raise UserError("an edit diverged (non-finite latents); add damping (edit.damping=...) or smooth the driver more")
-        latents.append(result.latent.detach())
-        qs.append(result.q.detach())
-        warm = result.latent[-1:].detach()
-    return torch.cat(latents), torch.cat(qs)
+    num_frames = len(target.q)
+
+    def edit_from(starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        latents, qs = [], []
+        for first in range(0, num_frames, batch_size):
+            rows = slice(first, first + batch_size)
+            chunk = EditTarget(target.q[rows], target.mask, target.constrained)
+            begin = starts[rows].clone()
+            if "start" in parameters:
+                result = apply_editor(cfg, generator, regressor, latent_target.expand_as(begin), chunk, metric=metric,
+                                      identity=identity, start=begin)
+            else:
+                result = apply_editor(cfg, generator, regressor, begin, chunk, metric=metric)
+            if not torch.isfinite(result.latent).all():
+                raise UserError("an edit diverged (non-finite latents); add damping (edit.damping=...) or smooth the driver more")
+            latents.append(result.latent.detach())
+            qs.append(result.q.detach())
+        return torch.cat(latents), torch.cat(qs)
+
+    first_pass, _ = edit_from(latent_target.expand(num_frames, *latent_target.shape[1:]))
+    return edit_from(torch.cat([first_pass[:1], first_pass[:-1]]))

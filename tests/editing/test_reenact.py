@@ -91,15 +91,15 @@ def test_absolute_mode_takes_the_driver_relative_mode_its_motion(tmp_path, regre
         np.testing.assert_allclose(a["q_target"][:, 6:], np.broadcast_to(q0[6:], a["q_target"][:, 6:].shape), atol=1e-5)
 
 
-def test_batched_and_frame_by_frame_warm_starts_reach_their_targets(tmp_path, regressor_path):
+def test_results_reach_their_targets_and_do_not_depend_on_the_batch_size(tmp_path, regressor_path):
     latents = save_latents(tmp_path / "driver.npz", driving_ws(), {"generator": "tiny"})
     one = reenact.run(reenact_config(tmp_path / "one", regressor_path, f"driving={latents}", "batch_size=1", "mode=relative"))
-    many = reenact.run(reenact_config(tmp_path / "many", regressor_path, f"driving={latents}", "batch_size=12", "mode=relative"))
+    many = reenact.run(reenact_config(tmp_path / "many", regressor_path, f"driving={latents}", "batch_size=5", "mode=relative"))
     with np.load(one["latents"]) as a, np.load(many["latents"]) as b:
         assert within_std(a["q_edit"], a["q_target"], regressor_path) < 0.02
-        assert within_std(b["q_edit"], b["q_target"], regressor_path) < 0.02
-        step_one = np.linalg.norm(np.diff(a["w"][:, 0], axis=0), axis=-1)
-        assert step_one.max() < 3 * np.median(step_one) + 1e-6  # frame to frame, the result moves smoothly
+        np.testing.assert_allclose(a["w"], b["w"], atol=1e-4)
+        steps = np.linalg.norm(np.diff(a["w"][:, 0], axis=0), axis=-1)
+        assert steps.max() < 3 * np.median(steps) + 1e-6  # frame to frame, the result moves smoothly
 
 
 def test_bad_input_is_one_line_each(tmp_path, regressor_path, driving_video):
