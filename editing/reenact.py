@@ -4,7 +4,8 @@ The driving face (a video, a folder of pictures, or a latent file whose faces th
 is read frame by frame (``frames.start/stop/step``); its landmarks come from the detector the NRSfM
 model was fit on and its q from `nrsfm.fit_q`, batched and warm-started (`editing.sources`). Frames
 without a face are filled by interpolation in q and counted, then q is smoothed over time
-(``smoothing``: a zero-phase Savitzky-Golay filter, `editing.smoothing`). The target face (a seed or a
+(``smoothing``: a zero-phase Savitzky-Golay filter, `editing.smoothing`), and so, with
+``smooth_latents=true`` (default), are the edited latents. The target face (a seed or a
 latent file with one face) takes the driver's ``parts`` (pose, expression or both) per frame,
 ``mode=absolute`` or ``relative`` (puppeteering; `editing.reenactment`), through batched edits
 warm-started from the previous frames' results. Writes reenact.mp4 (driving | result), reenact.png
@@ -82,6 +83,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     target = reenact_target(q0, q_smoothed, cfg.parts, cfg.mode, model, strict=bool(cfg.strict), num_std=float(cfg.num_std))
     target = hold_alpha(cfg, generator, regressor, q0.expand(len(target.q), -1), target)
     latents, q_edit = edit_frames(cfg, generator, regressor, latent_target, target, int(cfg.batch_size))
+    if cfg.smooth_latents:
+        latents = smoothing.smooth(latents)
+        with torch.no_grad():
+            q_edit = regressor(latents)
     seconds["edit"] = time.perf_counter() - clock
     clock = time.perf_counter()
     result_images = render(generator, latents, regressor.latent_space, psi, int(cfg.batch_size))
@@ -97,6 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     metadata = {"command": "reenact", "generator": generator.name, "generator_checksum": generator.checksum(),
                 "latent_space": regressor.latent_space, "truncation_psi": psi, "driving": str(cfg.driving),
                 "target": str(cfg.target), "parts": cfg.parts, "mode": cfg.mode, "smoothing": smoothing.describe(),
+                "smooth_latents": bool(cfg.smooth_latents),
                 "frames_without_face": observed.num_missing, "edit": OmegaConf.to_container(cfg.edit, resolve=True),
                 "regressor": regressor.metadata["path"]}
     q = {"driving": observed.q, "smoothed": q_smoothed, "target": target.q, "achieved": q_edit}

@@ -9,6 +9,9 @@ its shape, and removes frame-to-frame jitter of the detector and the fit. At the
 of the first or last full window is evaluated (``mode="interp"``). A window longer than the clip
 shrinks to the longest odd window that fits; a clip shorter than ``order + 2`` frames is left as it is.
 Angles in q are radians and are unwrapped before smoothing, so a turn through +-180 degrees stays smooth.
+`TemporalFilter.smooth` applies the same filter to any series, e.g. the edited latents, whose rendered
+pose jitters from frame to frame even for smooth targets (phi is piecewise linear, so an edit's step
+changes abruptly where its ReLU pattern does).
 """
 from __future__ import annotations
 
@@ -45,6 +48,14 @@ class TemporalFilter:
         if self.name == "none":
             return "none"
         return f"zero-phase Savitzky-Golay filter, window {self.window} frames, polynomial degree {self.order}"
+
+    def smooth(self, values: torch.Tensor) -> torch.Tensor:
+        """Smooth any series (T, ...) along time, entry by entry (no unwrapping): e.g. latents (T, *S)."""
+        window = min(self.window, len(values) if len(values) % 2 == 1 else len(values) - 1)
+        if self.name == "none" or window <= self.order + 1:
+            return values.clone()
+        smoothed = savgol_filter(values.detach().cpu().double().numpy(), window, self.order, axis=0, mode="interp")
+        return torch.from_numpy(smoothed).to(values)
 
     def __call__(self, q: torch.Tensor, layout: AttributeLayout) -> torch.Tensor:
         """Smooth q (T, D) along time, per entry (rotation entries unwrapped first)."""

@@ -16,6 +16,7 @@ from common.errors import UserError
 from editing import reenact
 from editing.attributes import attribute_range
 from editing.outputs import save_latents
+from editing.smoothing import TemporalFilter
 from editing.video import read_video, write_video
 from regressor.export import load_attribute_regressor
 
@@ -27,7 +28,7 @@ def reenact_config(tmp_path, regressor_path, *overrides, detector=None):
     with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose(config_name="reenact", overrides=["generator=stylegan2", f"regressor_path={regressor_path}",
                                                         f"out_dir={tmp_path / 'out'}", "edit.num_steps=4", "edit.damping=0.01",
-                                                        "hold_alpha=fixed", "batch_size=5", *overrides])
+                                                        "hold_alpha=fixed", "batch_size=5", "smooth_latents=false", *overrides])
     with open_dict(cfg):
         cfg.generator = TINY
         cfg.detector = detector or {"_target_": "reenact_standins.OracleDetector", "regressor_path": str(regressor_path)}
@@ -100,6 +101,15 @@ def test_results_reach_their_targets_and_do_not_depend_on_the_batch_size(tmp_pat
         np.testing.assert_allclose(a["w"], b["w"], atol=1e-4)
         steps = np.linalg.norm(np.diff(a["w"][:, 0], axis=0), axis=-1)
         assert steps.max() < 3 * np.median(steps) + 1e-6  # frame to frame, the result moves smoothly
+
+
+def test_smoothed_latents_are_the_filtered_per_frame_edits(tmp_path, regressor_path):
+    latents = save_latents(tmp_path / "driver.npz", driving_ws(), {"generator": "tiny"})
+    raw = reenact.run(reenact_config(tmp_path / "raw", regressor_path, f"driving={latents}", "smoothing.window=5"))
+    smooth = reenact.run(reenact_config(tmp_path / "smooth", regressor_path, f"driving={latents}", "smoothing.window=5",
+                                        "smooth_latents=true"))
+    expected = TemporalFilter(window=5).smooth(raw["latents_array"])
+    torch.testing.assert_close(smooth["latents_array"], expected, atol=1e-5, rtol=0)
 
 
 def test_bad_input_is_one_line_each(tmp_path, regressor_path, driving_video):
