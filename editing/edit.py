@@ -8,6 +8,9 @@
   relative), in training standard deviations along directions derived from the NRSfM model
   (`editing.presets`; 68-landmark models only).
 - ``faces`` is a seed, a list of seeds ``[1,2,3]`` or a latent file (``w`` (N, num_ws, w_dim)).
+- ``source=photo.jpg`` sets the entries ``source_parts`` names (default the rotation) to the photo's
+  (its landmarks from ``detector``, null: the one the NRSfM model was fit on, fitted with `nrsfm.fit_q`;
+  `editing.sources`); other change keys apply as well (``source=photo.jpg smile=1``).
 - ``edit=linear`` (default) or ``edit=gradient``; other settings in conf/edit.yaml.
 Writes edited.npz, edit.png and trajectory.gif (see `editing.render`) and prints where.
 """
@@ -21,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from editing.attributes import edit_target, flatten_changes
 from editing.latents import resolve_faces
 from editing.presets import PRESET_NAMES
+from editing.sources import is_image_source, pictures_q, read_source, source_changes
+from editing.video import FrameRange
 from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
 from common.cli import exit_on_user_error, launch
 from common.errors import UserError
@@ -28,7 +33,8 @@ from common.errors import UserError
 CHANGE_KEYS = ("pitch", "yaw", "roll", "scale", "tx", "ty", "k11", "k12", "k22", "alpha", "q",
                "rotation", "expression", "camera", "translation", *PRESET_NAMES, "delta")
 SETTING_KEYS = ("paths", "generator", "identity", "edit", "latent_space", "truncation_psi", "latent_metric",
-                "hold_alpha", "rows", "regressor_path", "free", "strict", "num_std", "num_frames", "out_dir", "pipeline", "faces")
+                "hold_alpha", "rows", "regressor_path", "free", "strict", "num_std", "num_frames", "out_dir", "pipeline", "faces",
+                "source", "source_parts", "detector")
 
 
 def requested_changes(cfg: DictConfig) -> dict[str, float]:
@@ -46,13 +52,22 @@ def requested_changes(cfg: DictConfig) -> dict[str, float]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Edit the faces of `cfg.faces` as the change keys ask; returns the output paths and the error."""
     changes = requested_changes(cfg)
-    if not changes:
-        raise UserError("nothing to change; add e.g. yaw=20 (absolute, degrees) or delta.yaw=20 (relative)")
+    source = cfg.get("source")
+    if not changes and source is None:
+        raise UserError("nothing to change; add e.g. yaw=20 (absolute, degrees), delta.yaw=20 (relative) or source=photo.jpg")
+    if source is not None and not is_image_source(source):
+        raise UserError(f"source={source!r} must be a photo, a folder of photos or a video; for seeds and latents use editing.transfer")
     generator = load_generator(cfg)
+    pictures = read_source(source, FrameRange()) if source is not None else None
     latent0 = resolve_faces(generator, cfg.faces, cfg.latent_space, float(cfg.truncation_psi))
     regressor = load_regressor(cfg, generator)
     latent0 = latent0.to(regressor.nrsfm.q_mean.dtype)
     q0 = regressor(latent0).detach()
+    if pictures is not None:
+        q_source = pictures_q(regressor.nrsfm, cfg.detector, pictures, str(source))
+        if len(q_source) != 1:
+            raise UserError(f"source {source} shows {len(q_source)} faces; give one photo (editing.transfer takes a folder or video)")
+        changes = {**source_changes(q_source[0], list(cfg.source_parts), regressor.nrsfm.layout), **changes}
     target = edit_target(q0, changes, regressor.nrsfm, free=list(cfg.free), strict=bool(cfg.strict), num_std=float(cfg.num_std),
                          directions=expression_directions(cfg, generator, regressor, changes))
     target = hold_alpha(cfg, generator, regressor, q0, target)

@@ -32,7 +32,15 @@ def latents_from_seeds(generator: Generator, seeds: Sequence[int], latent_space:
 
 def latents_from_file(generator: Generator, path: str | Path, latent_space: str) -> torch.Tensor:
     """Latent file with ``w`` (N, num_ws, w_dim) -> latents (N, *S) in "w" (first row) or "w+"."""
-    ws, _ = load_latents(path)
+    ws, metadata = load_latents(path)
+    made_by = metadata.get("generator")
+    if made_by is not None and made_by != generator.name:
+        raise UserError(f"{path} holds latents of generator {made_by!r}, not {generator.name!r}; give latents made with "
+                        f"{generator.name} (or set generator={made_by})")
+    checksum = metadata.get("generator_checksum")
+    if checksum is not None and checksum != generator.checksum():
+        raise UserError(f"{path} holds latents of other {generator.name} weights (checksum {checksum}, these are "
+                        f"{generator.checksum()}); give latents made with these weights")
     expected = (generator.num_ws, generator.w_dim)
     if tuple(ws.shape[1:]) != expected:
         raise UserError(f"{path} holds w of shape {tuple(ws.shape)}, but {generator.name} needs (N, {expected[0]}, {expected[1]}); "
