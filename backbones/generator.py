@@ -7,10 +7,11 @@ Conventions (as NVIDIA's StyleGAN code):
 - seeds: the latent of seed s is ``np.random.RandomState(s).randn(z_dim)``, as NVIDIA's
   gen_images.py draws it, so seeds mean the same face here and there.
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -80,6 +81,6 @@ class Generator(nn.Module):
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def freeze(self) -> "Generator":
+    def freeze(self) -> Generator:
         """eval() and no parameter gradients; returns self."""
         return self.eval().requires_grad_(False)

@@ -12,6 +12,7 @@ NRSfM model: speed does not depend on training. Each edit asks for
 delta.yaw = 10 degrees with everything else held at q0. Prints one line per measurement.
 Run it as a module (`-m`): as a script, its own name would hide the `editing` package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ NUM_BASIS = 12
 NUM_LANDMARKS = 68
 
 
-def paper_sized_regressor(latent_dim: int = LATENT_DIM, num_basis: int = NUM_BASIS, seed: int = 0, num_members: int = 1) -> AttributeRegressor:
+def paper_sized_regressor(
+    latent_dim: int = LATENT_DIM, num_basis: int = NUM_BASIS, seed: int = 0, num_members: int = 1
+) -> AttributeRegressor:
     """Random AttributeRegressor with `num_members` of the paper's MLP over a random NRSfM model (float32)."""
     g = torch.Generator().manual_seed(seed)
     basis = torch.linalg.qr(torch.randn(NUM_LANDMARKS, num_basis, generator=g))[0].T
@@ -39,7 +42,9 @@ def paper_sized_regressor(latent_dim: int = LATENT_DIM, num_basis: int = NUM_BAS
     q_dim = 8 + num_basis
     q_mean = torch.zeros(q_dim)
     q_mean[[0, 2]] = 1.0
-    nrsfm = NRSfMModel(0.3 * torch.randn(NUM_LANDMARKS, 3, generator=g), directions, basis, q_mean, torch.full((q_dim,), 0.3))
+    nrsfm = NRSfMModel(
+        0.3 * torch.randn(NUM_LANDMARKS, 3, generator=g), directions, basis, q_mean, torch.full((q_dim,), 0.3)
+    )
     torch.manual_seed(seed)
     mlp = AttributeMLP(latent_dim, q_dim, head_scale=1.0, num_members=num_members)
     return AttributeRegressor(mlp, nrsfm, "w", (latent_dim,)).eval().requires_grad_(False)
@@ -62,10 +67,15 @@ def benchmark_linear(regressor: AttributeRegressor, batch_sizes: list[int], repe
         target = edit_target(regressor(latents), {"delta.yaw": 10}, regressor.nrsfm)
         spread = torch.diag(torch.linspace(0.1, 2.0, LATENT_DIM))  # a latent metric costs two (P, d) products per step
         for num_steps, metric in ((1, None), (3, None), (3, spread)):
-            elapsed = seconds(lambda: linear_edit(regressor, latents, target, num_steps=num_steps, damping=0.1, metric=metric), repeats)
+            elapsed = seconds(
+                lambda: linear_edit(regressor, latents, target, num_steps=num_steps, damping=0.1, metric=metric),
+                repeats,
+            )
             label = "spread" if metric is not None else "raw"
-            print(f"linear  batch={batch:4d} num_steps={num_steps} metric={label:6s}: {batch / elapsed:9.1f} edits/s "
-                  f"({elapsed * 1e3:.1f} ms per batch, excluding G)")
+            print(
+                f"linear  batch={batch:4d} num_steps={num_steps} metric={label:6s}: {batch / elapsed:9.1f} edits/s "
+                f"({elapsed * 1e3:.1f} ms per batch, excluding G)"
+            )
 
 
 def benchmark_gradient(regressor: AttributeRegressor, batch_sizes: list[int], num_steps: int) -> None:
@@ -73,7 +83,9 @@ def benchmark_gradient(regressor: AttributeRegressor, batch_sizes: list[int], nu
         latents = torch.randn(batch, LATENT_DIM)
         target = edit_target(regressor(latents), {"delta.yaw": 10}, regressor.nrsfm)
         elapsed = seconds(lambda: gradient_edit(regressor, latents, target, num_steps=num_steps, lambda_id=0.0), 1)
-        print(f"gradient batch={batch:4d} steps={num_steps}: {elapsed:.2f} s per batch (regressor only, lambda_id=0, excluding G)")
+        print(
+            f"gradient batch={batch:4d} steps={num_steps}: {elapsed:.2f} s per batch (regressor only, lambda_id=0, excluding G)"
+        )
 
 
 def benchmark_gradient_through_generator(batch: int, num_steps: int, resolution: int, num_members: int) -> None:
@@ -86,10 +98,14 @@ def benchmark_gradient_through_generator(batch: int, num_steps: int, resolution:
     latents = generator.mapping(generator.z_from_seeds(range(batch)))[:, 0]
     target = edit_target(regressor(latents), {"delta.yaw": 10}, regressor.nrsfm)
     start = time.perf_counter()
-    gradient_edit(regressor, latents, target, num_steps=num_steps, lambda_id=0.01, generator=generator, identity=identity)
+    gradient_edit(
+        regressor, latents, target, num_steps=num_steps, lambda_id=0.01, generator=generator, identity=identity
+    )
     elapsed = time.perf_counter() - start
-    print(f"gradient batch={batch:4d} steps={num_steps}: {elapsed:.2f} s through the synthetic generator ({resolution} px) "
-          f"and dlib identity = {elapsed / num_steps:.2f} s per step, {100 * elapsed / num_steps:.0f} s per 100 steps")
+    print(
+        f"gradient batch={batch:4d} steps={num_steps}: {elapsed:.2f} s through the synthetic generator ({resolution} px) "
+        f"and dlib identity = {elapsed / num_steps:.2f} s per step, {100 * elapsed / num_steps:.0f} s per 100 steps"
+    )
 
 
 def benchmark_transfer(overrides: list[str]) -> None:
@@ -114,9 +130,15 @@ def main() -> None:
     parser.add_argument("--generator-steps", type=int, default=0, help="gradient steps through G (0: skip)")
     parser.add_argument("--generator-batch", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--transfer", nargs="*", default=None, help="overrides for conf/transfer.yaml; times editing.transfer")
-    parser.add_argument("--members", type=int, default=5, help="MLPs in the regressor ensemble (1: the paper's single MLP)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is steadier on a shared machine")
+    parser.add_argument(
+        "--transfer", nargs="*", default=None, help="overrides for conf/transfer.yaml; times editing.transfer"
+    )
+    parser.add_argument(
+        "--members", type=int, default=5, help="MLPs in the regressor ensemble (1: the paper's single MLP)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is steadier on a shared machine"
+    )
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -5,6 +5,7 @@ Prints one line per batch size: forward (no gradients) images/s (mean over the r
 warm-up), and the time of one forward + backward to w for the same batch. The machine's load
 average is printed too: on a shared CPU, `--threads 1` avoids torch's threads waiting on each other.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,11 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     generator = SyntheticGenerator(img_resolution=args.resolution)
-    print(f"synthetic generator {args.resolution}x{args.resolution}, {generator.vertices.shape[0]} vertices, "
-          f"{generator.faces.shape[0]} triangles, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"synthetic generator {args.resolution}x{args.resolution}, {generator.vertices.shape[0]} vertices, "
+        f"{generator.faces.shape[0]} triangles, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     for batch_size in args.batch_sizes:
         rate, backward = images_per_second(generator, batch_size, args.repeats)
         print(f"batch {batch_size:3d}: {rate:7.1f} images/s forward; forward+backward to w {backward:.3f} s")

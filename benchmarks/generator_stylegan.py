@@ -12,6 +12,7 @@ one warm-up call then --repeats timed calls; wall-clock images/s and CPU seconds
 against NVIDIA's stored images. Nothing is asserted. On a CPU shared with other jobs, --threads 1
 avoids the large slowdowns of contended intra-op thread pools.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,10 @@ from backbones.stylegan.nvidia import build_generator, generator_kwargs
 from backbones.stylegan.safe_pickle import PersistentRecord
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-FIXTURE_DIRS = [REPOSITORY / "tests" / "backbones" / "data" / "stylegan", REPOSITORY.parent / "shared" / "fixtures" / "stylegan"]
+FIXTURE_DIRS = [
+    REPOSITORY / "tests" / "backbones" / "data" / "stylegan",
+    REPOSITORY.parent / "shared" / "fixtures" / "stylegan",
+]
 
 
 def throughput(generator, batch: int, repeats: int) -> str:
@@ -54,7 +58,9 @@ def fixture_generator(name: str):
             init_kwargs = json.loads(str(fixture["init_kwargs_json"]))
             architecture = "stylegan3" if "networks_stylegan3" in str(fixture["class_name"]) else "stylegan2"
             record = PersistentRecord("Generator", 6, "", {"_init_kwargs": init_kwargs})
-            state = {k.removeprefix("state/"): torch.from_numpy(v) for k, v in fixture.items() if k.startswith("state/")}
+            state = {
+                k.removeprefix("state/"): torch.from_numpy(v) for k, v in fixture.items() if k.startswith("state/")
+            }
             return build_generator(architecture, generator_kwargs(record, architecture), state), fixture
     return None
 
@@ -65,8 +71,13 @@ def random_generators(resolution: int, channel_base: int, channel_max: int) -> d
         "stylegan2": StyleGAN2Generator(512, 512, resolution, channel_base=channel_base, channel_max=channel_max),
         "stylegan3-t": StyleGAN3Generator(512, 512, resolution, channel_base=channel_base, channel_max=channel_max),
         "stylegan3-r": StyleGAN3Generator(
-            512, 512, resolution, channel_base=2 * channel_base, channel_max=2 * channel_max,
-            conv_kernel=1, use_radial_filters=True,
+            512,
+            512,
+            resolution,
+            channel_base=2 * channel_base,
+            channel_max=2 * channel_max,
+            conv_kernel=1,
+            use_radial_filters=True,
         ),
     }
 
@@ -97,7 +108,9 @@ def main() -> None:
             images = generator.synthesis(torch.from_numpy(fixture["ws"]).to(args.device)).cpu()
         error = float((images - torch.from_numpy(fixture["img"])).abs().max())
         rates = ", ".join(throughput(generator, b, args.repeats) for b in args.batches)
-        print(f"tiny {generator.name:12s} 32x32  num_ws={generator.num_ws:2d}  max|ours - NVIDIA| = {error:.2e}  {rates}")
+        print(
+            f"tiny {generator.name:12s} 32x32  num_ws={generator.num_ws:2d}  max|ours - NVIDIA| = {error:.2e}  {rates}"
+        )
 
     if args.skip_large:
         return
@@ -105,7 +118,10 @@ def main() -> None:
         generator = generator.freeze().to(args.device)
         num_params = sum(p.numel() for p in generator.parameters())
         rates = ", ".join(throughput(generator, b, args.repeats) for b in args.batches)
-        print(f"random {name:12s} {args.resolution}x{args.resolution}  params={num_params / 1e6:5.1f}M  {rates}", flush=True)
+        print(
+            f"random {name:12s} {args.resolution}x{args.resolution}  params={num_params / 1e6:5.1f}M  {rates}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the ResNet alone on ready chips, with and without a backward pass; (2) 1 - cos d
 renders of the synthetic generator: same person (same ws except the head-rotation row, i.e. a W+
 pose edit) vs different persons (different seeds). Nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,10 @@ def _rate(function, count: int, repeats: int) -> float:
 
 
 def _summary(values: np.ndarray) -> str:
-    return (f"n={len(values)} mean={values.mean():.3f} median={np.median(values):.3f} "
-            f"min={values.min():.3f} max={values.max():.3f}")
+    return (
+        f"n={len(values)} mean={values.mean():.3f} median={np.median(values):.3f} "
+        f"min={values.min():.3f} max={values.max():.3f}"
+    )
 
 
 def main() -> None:
@@ -46,25 +49,31 @@ def main() -> None:
 
     generator = build_synthetic_generator(img_resolution=args.resolution)
     ws = generator.sample(max(args.batch, args.num_pairs * 2), seed=0)
-    images = generator.synthesis(ws[:args.batch])
+    images = generator.synthesis(ws[: args.batch])
     chips = network.chip_pixels(images).detach()
 
     with torch.no_grad():
-        print(f"dlib embed (detect + chip + ResNet), {args.resolution}px, batch {args.batch}: "
-              f"{_rate(lambda: network.embed(images), args.batch, args.repeats):.1f} images/s")
-        print(f"dlib ResNet only on 150x150 chips, batch {args.batch}: "
-              f"{_rate(lambda: network.network(chips), args.batch, args.repeats):.1f} images/s")
+        print(
+            f"dlib embed (detect + chip + ResNet), {args.resolution}px, batch {args.batch}: "
+            f"{_rate(lambda: network.embed(images), args.batch, args.repeats):.1f} images/s"
+        )
+        print(
+            f"dlib ResNet only on 150x150 chips, batch {args.batch}: "
+            f"{_rate(lambda: network.network(chips), args.batch, args.repeats):.1f} images/s"
+        )
 
     def forward_backward():
         x = images.clone().requires_grad_(True)
         network.embed(x).sum().backward()
 
-    print(f"dlib embed + backward to images, batch {args.batch}: {_rate(forward_backward, args.batch, args.repeats):.1f} images/s")
+    print(
+        f"dlib embed + backward to images, batch {args.batch}: {_rate(forward_backward, args.batch, args.repeats):.1f} images/s"
+    )
 
     # Same person: pose row (3) from another sample; different person: another seed altogether.
     count = args.num_pairs
     base = ws[:count]
-    other = ws[count:2 * count]
+    other = ws[count : 2 * count]
     posed = base.clone()
     posed[:, 3] = other[:, 3]
     with torch.no_grad():

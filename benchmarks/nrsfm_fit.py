@@ -9,6 +9,7 @@ rotation error after one global alignment, and the process's peak resident memor
     python benchmarks/nrsfm_fit.py --full          # N in {1k, 10k, 50k, 200k} x L in {68, 468}
     python benchmarks/nrsfm_fit.py --device cuda --full
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,9 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     device = torch.device(args.device)
     print(f"K={args.num_basis} noise={args.noise} dtype={args.dtype} device={device} threads={torch.get_num_threads()}")
-    print("   N     L |  svd s | two-step s  ratio | refined s  ratio | rmse two-step  refined  noise | rot err deg two-step refined | peak MB")
+    print(
+        "   N     L |  svd s | two-step s  ratio | refined s  ratio | rmse two-step  refined  noise | rot err deg two-step refined | peak MB"
+    )
     for num_landmarks in args.landmarks:
         for num_samples in sizes:
             data = synthetic_landmarks(num_samples, num_landmarks, args.num_basis, args.noise, args.seed, dtype)
@@ -76,10 +79,14 @@ def main() -> None:
             found = torch.ones(num_samples, dtype=torch.bool, device=device)
             centred = landmarks - landmarks.mean(1, keepdim=True)
             measurement = centred.transpose(1, 2).reshape(-1, num_landmarks)
-            _, svd_time = timed(lambda: torch.linalg.svd(measurement, full_matrices=False), device)  # noqa: B023 (called at once)
+            _, svd_time = timed(lambda: torch.linalg.svd(measurement, full_matrices=False), device)
             del centred
-            (two_step, q_two_step), two_step_time = timed(lambda: factorize(landmarks, found, args.num_basis, num_refine_steps=0), device)
-            (model, q), refined_time = timed(lambda: factorize(landmarks, found, args.num_basis, num_refine_steps=args.refine_steps), device)
+            (two_step, q_two_step), two_step_time = timed(
+                lambda: factorize(landmarks, found, args.num_basis, num_refine_steps=0), device
+            )
+            (model, q), refined_time = timed(
+                lambda: factorize(landmarks, found, args.num_basis, num_refine_steps=args.refine_steps), device
+            )
             print(
                 f"{num_samples:6d} {num_landmarks:5d} | {svd_time:6.2f} | {two_step_time:10.2f} {two_step_time / svd_time:6.2f}"
                 f" | {refined_time:9.2f} {refined_time / svd_time:6.2f}"

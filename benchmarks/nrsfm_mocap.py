@@ -14,6 +14,7 @@ the mean-shape floor (the true mean shape placed rigidly in every frame).
     python benchmarks/nrsfm_mocap.py                      # data in ../shared/data/nrsfm_mocap/
     python benchmarks/nrsfm_mocap.py --data DIR --fixed 1 2 3 4 5 6
 """
+
 from __future__ import annotations
 
 import argparse
@@ -96,7 +97,9 @@ def line(name: str, fit, arguments: tuple, data: dict[str, np.ndarray]) -> tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="folder of *.npz sequences")
-    parser.add_argument("--fixed", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6], help="fixed numbers of full shapes k")
+    parser.add_argument(
+        "--fixed", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6], help="fixed numbers of full shapes k"
+    )
     parser.add_argument("--face-k", type=int, nargs="*", default=[12], help="K of the face path (factorize) rows")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -118,14 +121,20 @@ def main() -> None:
         for num_shapes in args.fixed:
             if 3 * num_shapes > landmarks.shape[1] - 4:
                 continue
-            text, fixed[num_shapes] = line(f"  fixed k={num_shapes}", factorize_deforming, (landmarks, found, num_shapes), data)
+            text, fixed[num_shapes] = line(
+                f"  fixed k={num_shapes}", factorize_deforming, (landmarks, found, num_shapes), data
+            )
             print(text, flush=True)
         for num_basis in args.face_k:
             if num_basis <= landmarks.shape[1] - 4:
                 text, _ = line(f"  face path K={num_basis}", factorize, (landmarks, found, num_basis), data)
                 print(text, flush=True)
         table.append((path.stem, chosen, fixed, mean_shape_floor(data)))
-    print("\n| sequence | PTA | BMM | mean-shape floor | ours, K rule | " + " | ".join(f"k={k}" for k in args.fixed) + " |")
+    print(
+        "\n| sequence | PTA | BMM | mean-shape floor | ours, K rule | "
+        + " | ".join(f"k={k}" for k in args.fixed)
+        + " |"
+    )
     print("|---" * (5 + len(args.fixed)) + "|")
     for name, chosen, fixed, floor in table:
         pta, bmm = PUBLISHED.get(name, ("-", "-"))

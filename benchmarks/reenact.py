@@ -21,6 +21,7 @@ per frame:
   and excluding the generator (without the rendering stage). Timings on a loaded machine are not final.
 Run it as a module (`-m`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ def second_difference_jitter(values: np.ndarray) -> float:
 def random_steps(latents: torch.Tensor, latent0: torch.Tensor, seed: int) -> torch.Tensor:
     """latent0 (1, d) moved in a random direction per frame by |latents[t] - latent0|: (T, d)."""
     lengths = (latents - latent0).flatten(1).norm(dim=-1)
-    directions = torch.nn.functional.normalize(torch.randn(latents.flatten(1).shape, generator=torch.Generator().manual_seed(seed),
-                                                           dtype=latents.dtype), dim=-1)
+    directions = torch.nn.functional.normalize(
+        torch.randn(latents.flatten(1).shape, generator=torch.Generator().manual_seed(seed), dtype=latents.dtype),
+        dim=-1,
+    )
     return latent0 + (lengths[:, None] * directions).view_as(latents)
 
 
@@ -72,8 +75,17 @@ def main() -> None:
         base = compose(config_name="reenact", overrides=["driving=none.mp4", *args.overrides])
         generator = build(base.generator, "generator")
         driving, truth_path = write_driving_video(out / "driving.mp4", generator, args.driver_seed, args.num_frames)
-        cfg = compose(config_name="reenact", overrides=[f"driving={driving}", f"target={args.target}", f"mode={args.mode}",
-                                                        f"parts={args.parts}", f"out_dir={out / 'result'}", *args.overrides])
+        cfg = compose(
+            config_name="reenact",
+            overrides=[
+                f"driving={driving}",
+                f"target={args.target}",
+                f"mode={args.mode}",
+                f"parts={args.parts}",
+                f"out_dir={out / 'result'}",
+                *args.overrides,
+            ],
+        )
         result = reenact.run(cfg)
         regressor = load_regressor(cfg, generator)
     truth = dict(np.load(truth_path))
@@ -84,12 +96,19 @@ def main() -> None:
         ws_target = generator.mapping(generator.z_from_seeds([args.target]), psi)
         result_truth = generator.ground_truth(ws)
         target_truth = generator.ground_truth(ws_target)
-        random_truth = generator.ground_truth(generator.to_ws(random_steps(latents, generator.latent_from_ws(ws_target, regressor.latent_space), 0),
-                                                              regressor.latent_space, psi))
+        random_truth = generator.ground_truth(
+            generator.to_ws(
+                random_steps(latents, generator.latent_from_ws(ws_target, regressor.latent_space), 0),
+                regressor.latent_space,
+                psi,
+            )
+        )
         spread = generator.ground_truth(generator.sample(1000, 5_000_000, psi))["identity"].std(0)
     video, _ = read_video(result["video"])
     detector = detector_for_model(cfg.detector, regressor.nrsfm)
-    detections = detect_frames(detector, np.ascontiguousarray(video[:, :, video.shape[1]:]))  # the result panels, as encoded
+    detections = detect_frames(
+        detector, np.ascontiguousarray(video[:, :, video.shape[1] :])
+    )  # the result panels, as encoded
     q_result = fit_frames(regressor.nrsfm, detections.landmarks, detections.found)
     q_driver = result["q_driving"]
     seen = detections.found & result["found"]
@@ -98,34 +117,63 @@ def main() -> None:
     result_deg = result_truth["rotation_deg"].double()
     model_driver = torch.rad2deg(q_driver[:, 3:5].double())
     model_result = torch.rad2deg(q_result[:, 3:5].double())
-    print(f"\n{args.num_frames} frames, driver seed {args.driver_seed} -> target seed {args.target}, mode={args.mode}, "
-          f"parts={args.parts}; smoothing: {result['smoothing']}; driving frames without a face: {result['num_interpolated']}; "
-          f"result frames without a face: {int((~detections.found).sum())}\n")
+    print(
+        f"\n{args.num_frames} frames, driver seed {args.driver_seed} -> target seed {args.target}, mode={args.mode}, "
+        f"parts={args.parts}; smoothing: {result['smoothing']}; driving frames without a face: {result['num_interpolated']}; "
+        f"result frames without a face: {int((~detections.found).sum())}\n"
+    )
     print("| per frame, result vs driver | pitch | yaw |\n|---|---|---|")
     true_error = (result_deg - driver_deg).abs()
     model_error = (model_result - model_driver)[seen].abs()
     print(f"| median abs error, true [deg] | {median(true_error[:, 0]):.2f} | {median(true_error[:, 1]):.2f} |")
-    print(f"| median abs error on the image [model deg] | {median(model_error[:, 0]):.2f} | {median(model_error[:, 1]):.2f} |")
-    print(f"| slope true result / true driver | {slope(result_deg[:, 0], driver_deg[:, 0]):.2f} | "
-          f"{slope(result_deg[:, 1], driver_deg[:, 1]):.2f} |")
-    print(f"| slope model driver / true driver | {slope(model_driver[result['found'], 0], driver_deg[result['found'], 0]):.2f} | "
-          f"{slope(model_driver[result['found'], 1], driver_deg[result['found'], 1]):.2f} |")
-    print(f"| true range of the result [deg] | {float(result_deg[:, 0].min()):.1f} .. {float(result_deg[:, 0].max()):.1f} | "
-          f"{float(result_deg[:, 1].min()):.1f} .. {float(result_deg[:, 1].max()):.1f} |")
+    print(
+        f"| median abs error on the image [model deg] | {median(model_error[:, 0]):.2f} | {median(model_error[:, 1]):.2f} |"
+    )
+    print(
+        f"| slope true result / true driver | {slope(result_deg[:, 0], driver_deg[:, 0]):.2f} | "
+        f"{slope(result_deg[:, 1], driver_deg[:, 1]):.2f} |"
+    )
+    print(
+        f"| slope model driver / true driver | {slope(model_driver[result['found'], 0], driver_deg[result['found'], 0]):.2f} | "
+        f"{slope(model_driver[result['found'], 1], driver_deg[result['found'], 1]):.2f} |"
+    )
+    print(
+        f"| true range of the result [deg] | {float(result_deg[:, 0].min()):.1f} .. {float(result_deg[:, 0].max()):.1f} | "
+        f"{float(result_deg[:, 1].min()):.1f} .. {float(result_deg[:, 1].max()):.1f} |"
+    )
 
-    jitter_result, jitter_driver = second_difference_jitter(result_deg[:, 1].numpy()), second_difference_jitter(driver_deg[:, 1].numpy())
-    moved = coefficients_moved(target_truth["identity"].expand_as(result_truth["identity"]), result_truth["identity"], spread)
-    moved_random = coefficients_moved(target_truth["identity"].expand_as(random_truth["identity"]), random_truth["identity"], spread)
-    around_mean = coefficients_moved(result_truth["identity"].mean(0, keepdim=True).expand_as(result_truth["identity"]),
-                                     result_truth["identity"], spread)
-    random_mean = coefficients_moved(random_truth["identity"].mean(0, keepdim=True).expand_as(random_truth["identity"]),
-                                     random_truth["identity"], spread)
+    jitter_result, jitter_driver = (
+        second_difference_jitter(result_deg[:, 1].numpy()),
+        second_difference_jitter(driver_deg[:, 1].numpy()),
+    )
+    moved = coefficients_moved(
+        target_truth["identity"].expand_as(result_truth["identity"]), result_truth["identity"], spread
+    )
+    moved_random = coefficients_moved(
+        target_truth["identity"].expand_as(random_truth["identity"]), random_truth["identity"], spread
+    )
+    around_mean = coefficients_moved(
+        result_truth["identity"].mean(0, keepdim=True).expand_as(result_truth["identity"]),
+        result_truth["identity"],
+        spread,
+    )
+    random_mean = coefficients_moved(
+        random_truth["identity"].mean(0, keepdim=True).expand_as(random_truth["identity"]),
+        random_truth["identity"],
+        spread,
+    )
     print("\n| over the frames | result | reference |\n|---|---|---|")
-    print(f"| true yaw jitter, mean abs second difference [deg] (reference: the driver) | {jitter_result:.3f} | {jitter_driver:.3f} |")
-    print(f"| true identity moved from the target face, median [std] (reference: random step of the same length) | "
-          f"{median(moved):.3f} | {median(moved_random):.3f} |")
-    print(f"| true identity around its mean over the frames, median [std] (reference: the random steps) | "
-          f"{median(around_mean):.3f} | {median(random_mean):.3f} |")
+    print(
+        f"| true yaw jitter, mean abs second difference [deg] (reference: the driver) | {jitter_result:.3f} | {jitter_driver:.3f} |"
+    )
+    print(
+        f"| true identity moved from the target face, median [std] (reference: random step of the same length) | "
+        f"{median(moved):.3f} | {median(moved_random):.3f} |"
+    )
+    print(
+        f"| true identity around its mean over the frames, median [std] (reference: the random steps) | "
+        f"{median(around_mean):.3f} | {median(random_mean):.3f} |"
+    )
     steps = (latents - generator.latent_from_ws(ws_target, regressor.latent_space)).flatten(1).norm(dim=-1)
     print(f"| median latent step from the target face | {median(steps):.2f} | |")
     for name in ("smile", "mouth_open"):

@@ -12,6 +12,7 @@ time at which the validation loss first fell below --target-loss.
 Run it with `-m` from the repository root: as a plain script its own name would hide the
 `regressor` package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,11 @@ class EpochClock(pl.Callback):
         elapsed = time.perf_counter() - self.start
         if self.reached_at is None and loss < self.target_loss:
             self.reached_at = elapsed
-        print(f"epoch {trainer.current_epoch:3d}: {self.throughputs[-1]:9.0f} training samples/s, "
-              f"val landmark loss {loss:.3e}, {elapsed:7.1f} s elapsed", flush=True)
+        print(
+            f"epoch {trainer.current_epoch:3d}: {self.throughputs[-1]:9.0f} training samples/s, "
+            f"val landmark loss {loss:.3e}, {elapsed:7.1f} s elapsed",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -75,27 +79,45 @@ def main() -> None:
         datamodule = LatentLandmarkDataModule(paths.samples, paths.nrsfm_dir, "w", batch_size=args.batch_size)
         data = datamodule.loaded
         train = data.indices("train")
-        print(f"stand-in: {len(data.seeds)} found faces ({len(train)} train), latent dim {args.latent_dim}, "
-              f"68 landmarks, K=8; MLP {args.depth} x {args.width}, batch {args.batch_size}, "
-              f"{torch.get_num_threads()} torch threads")
+        print(
+            f"stand-in: {len(data.seeds)} found faces ({len(train)} train), latent dim {args.latent_dim}, "
+            f"68 landmarks, K=8; MLP {args.depth} x {args.width}, batch {args.batch_size}, "
+            f"{torch.get_num_threads()} torch threads"
+        )
 
         start = time.perf_counter()
         num_loaded = sum(len(batch["seed"]) for _ in range(5) for batch in datamodule.train_dataloader())
         print(f"data loader alone (5 passes): {num_loaded / (time.perf_counter() - start):.0f} samples/s")
 
         pl.seed_everything(0, verbose=False)
-        module = AttributeRegressorModule(data.nrsfm, args.latent_dim, args.width, args.depth,
-                                          optimizer=lambda params: torch.optim.Adam(params, lr=args.lr))
+        module = AttributeRegressorModule(
+            data.nrsfm,
+            args.latent_dim,
+            args.width,
+            args.depth,
+            optimizer=lambda params: torch.optim.Adam(params, lr=args.lr),
+        )
         module.net.set_input_statistics(data.latents[train])
         clock = EpochClock(args.target_loss)
-        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=args.epochs, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                             callbacks=[clock])
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_epochs=args.epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[clock],
+        )
         trainer.fit(module, datamodule=datamodule)
-        fit_floor = float(data.nrsfm(data.q_fit[data.indices("val")]).sub(data.landmarks[data.indices("val")])
-                          .square().sum(-1).mean())
-        print(f"training samples/s over epochs: median {statistics.median(clock.throughputs):.0f}, "
-              f"min {min(clock.throughputs):.0f}, max {max(clock.throughputs):.0f}")
+        fit_floor = float(
+            data.nrsfm(data.q_fit[data.indices("val")]).sub(data.landmarks[data.indices("val")]).square().sum(-1).mean()
+        )
+        print(
+            f"training samples/s over epochs: median {statistics.median(clock.throughputs):.0f}, "
+            f"min {min(clock.throughputs):.0f}, max {max(clock.throughputs):.0f}"
+        )
         print(f"NRSfM fit's own val landmark loss (the floor): {fit_floor:.3e}")
         if clock.reached_at is None:
             print(f"val landmark loss < {args.target_loss:.1e}: not reached in {args.epochs} epochs")

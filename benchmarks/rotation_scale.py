@@ -15,6 +15,7 @@ the generator's exact landmarks (`truth/landmarks`) of all faces, and prints in 
 - the detection rate, overall, beyond +-30 deg of true yaw and per band of |yaw|.
 Extra arguments are Hydra overrides of the sampling config (e.g. ``generator.img_resolution=256``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,8 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_module
 
-from sampling.dataset import read_samples
 from nrsfm.model import AttributeLayout
+from sampling.dataset import read_samples
 from sampling.sample import run as run_sampling
 
 ANGLE_NAMES = ("pitch", "yaw", "roll")
@@ -58,8 +59,10 @@ def fitted_angles_deg(factorize, landmarks: np.ndarray, found: np.ndarray, num_b
 
 def angle_rows(label: str, fitted: np.ndarray, true: np.ndarray, used: np.ndarray) -> str:
     """One markdown row: slope (correlation) per angle over the `used` (N,) faces."""
-    cells = [f"{slope:.3f} ({correlation:.3f})" for slope, correlation in
-             (line_fit(true[used, a], fitted[used, a]) for a in range(3))]
+    cells = [
+        f"{slope:.3f} ({correlation:.3f})"
+        for slope, correlation in (line_fit(true[used, a], fitted[used, a]) for a in range(3))
+    ]
     return f"| {label} | {int(used.sum())} | " + " | ".join(cells) + " |"
 
 
@@ -68,8 +71,12 @@ def main() -> None:
     parser.add_argument("--num-faces", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-basis", type=int, default=None, help="K (default: conf/fit.yaml's num_basis)")
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep the dataset here (default: a temporary folder)")
-    parser.add_argument("--samples", type=Path, default=None, help="fit this existing dataset (with truth) instead of sampling")
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="keep the dataset here (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--samples", type=Path, default=None, help="fit this existing dataset (with truth) instead of sampling"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the sampling config")
     args = parser.parse_args()
     with initialize_config_module(config_module="conf", version_base="1.3"):
@@ -97,9 +104,13 @@ def main() -> None:
     }
     wide = np.abs(true_angles[:, 1]) > WIDE_YAW_DEG
     seeds = samples.seeds
-    print(f"\n{len(found)} faces, seeds {seeds.min()}..{seeds.max()}, K={num_basis}; true angle std "
-          + ", ".join(f"{name} {true_angles[:, a].std():.1f} deg" for a, name in enumerate(ANGLE_NAMES)))
-    print(f"detection rate {found.mean():.1%}; beyond +-{WIDE_YAW_DEG:g} deg yaw {found[wide].mean():.1%} of {int(wide.sum())}")
+    print(
+        f"\n{len(found)} faces, seeds {seeds.min()}..{seeds.max()}, K={num_basis}; true angle std "
+        + ", ".join(f"{name} {true_angles[:, a].std():.1f} deg" for a, name in enumerate(ANGLE_NAMES))
+    )
+    print(
+        f"detection rate {found.mean():.1%}; beyond +-{WIDE_YAW_DEG:g} deg yaw {found[wide].mean():.1%} of {int(wide.sum())}"
+    )
     absolute_yaw = np.abs(true_angles[:, 1])
     for low, high in zip(YAW_BINS_DEG[:-1], YAW_BINS_DEG[1:]):
         inside = (absolute_yaw >= low) & (absolute_yaw < high)
@@ -113,7 +124,9 @@ def main() -> None:
     detected_nose, true_nose = nose_offset(samples.landmarks[found]), nose_offset(truth_landmarks[found])
     ratio_x, r_x = line_fit(true_nose[:, 0], detected_nose[:, 0])
     ratio_y, r_y = line_fit(true_nose[:, 1], detected_nose[:, 1])
-    print(f"\nnose tip relative to the eyes, detected against true: x {ratio_x:.3f} (r {r_x:.3f}), y {ratio_y:.3f} (r {r_y:.3f})")
+    print(
+        f"\nnose tip relative to the eyes, detected against true: x {ratio_x:.3f} (r {r_x:.3f}), y {ratio_y:.3f} (r {r_y:.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ Prints one line per (resolution, workers), for scripts to read:
 - worker_start_s: seconds to start the rendering workers (the end-to-end time includes about as much).
 Extra arguments are Hydra overrides of the sample config (e.g. ``landmarks.aligned=true``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,9 @@ import torch
 from hydra import compose, initialize_config_module
 
 from backbones.landmarks.base import images_to_uint8
-from sampling.dataset import TRUTH_PREFIX
 from common.cli import build
 from common.landmarks import nme
+from sampling.dataset import TRUTH_PREFIX
 from sampling.sample import CALIBRATION_SEEDS, render_batch, sample_dataset
 
 WARM_UP_S = 1.0
@@ -68,12 +69,18 @@ def _wait(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def pool_rate(num_workers: int, function, batches: list, generator=None, detector=None, images=None) -> tuple[float, float]:
+def pool_rate(
+    num_workers: int, function, batches: list, generator=None, detector=None, images=None
+) -> tuple[float, float]:
     """(items per second of `function` over `batches` in `num_workers` spawned processes once all have
     started, seconds it took to start them, load their models and receive `images`)."""
     start = time.perf_counter()
-    with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                             initargs=(generator, detector, images)) as pool:
+    with ProcessPoolExecutor(
+        num_workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start,
+        initargs=(generator, detector, images),
+    ) as pool:
         list(pool.map(_wait, [WARM_UP_S] * num_workers))  # one each: every worker has started and loaded its models
         start_up_s = time.perf_counter() - start - WARM_UP_S
         start = time.perf_counter()
@@ -82,7 +89,13 @@ def pool_rate(num_workers: int, function, batches: list, generator=None, detecto
 
 
 def compose_config(args, resolution: int, extra: list[str]):
-    overrides = [f"generator={args.generator}", f"landmarks={args.landmarks}", f"++generator.img_resolution={resolution}", *args.overrides, *extra]
+    overrides = [
+        f"generator={args.generator}",
+        f"landmarks={args.landmarks}",
+        f"++generator.img_resolution={resolution}",
+        *args.overrides,
+        *extra,
+    ]
     with initialize_config_module(config_module="conf", version_base="1.3"):
         return compose(config_name="sample", overrides=overrides)
 
@@ -118,8 +131,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--generator", default="synthetic")
     parser.add_argument("--landmarks", default="dlib")
-    parser.add_argument("--render-in", choices=["workers", "main"], default="workers",
-                        help="end to end: workers render and detect, or this process renders and the workers detect")
+    parser.add_argument(
+        "--render-in",
+        choices=["workers", "main"],
+        default="workers",
+        help="end to end: workers render and detect, or this process renders and the workers detect",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the sample config")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -137,7 +154,9 @@ def main() -> None:
         images = np.concatenate([images_to_uint8(batch_images) for _, batch_images in rendered])
         truth = None
         if TRUTH_PREFIX + "landmarks" in rendered[0][0]:
-            truth = np.concatenate([rows[TRUTH_PREFIX + "landmarks"] for rows, _ in rendered]) * np.array([resolution, resolution], np.float32)
+            truth = np.concatenate([rows[TRUTH_PREFIX + "landmarks"] for rows, _ in rendered]) * np.array(
+                [resolution, resolution], np.float32
+            )
         scores = accuracy(detector, reference, images, truth)
         image_batches = [slice(i, i + args.batch_size) for i in range(0, len(images), args.batch_size)]
         for num_workers in args.workers:
@@ -145,12 +164,28 @@ def main() -> None:
             detect_fps, _ = pool_rate(num_workers, _detect, image_batches, detector=detector, images=images)
             with tempfile.TemporaryDirectory() as folder:
                 start = time.perf_counter()
-                sample_dataset(generator, detector, Path(folder) / "samples.h5", 0, args.num_samples, batch_size=args.batch_size,
-                               chunk_size=args.num_samples, num_workers=num_workers, render_in_workers=args.render_in == "workers", progress=False)
+                sample_dataset(
+                    generator,
+                    detector,
+                    Path(folder) / "samples.h5",
+                    0,
+                    args.num_samples,
+                    batch_size=args.batch_size,
+                    chunk_size=args.num_samples,
+                    num_workers=num_workers,
+                    render_in_workers=args.render_in == "workers",
+                    progress=False,
+                )
                 end_to_end_fps = args.num_samples / (time.perf_counter() - start)
-            fields = {"resolution": resolution, "workers": num_workers, "render_only_fps": f"{render_fps:.2f}", "detect_only_fps": f"{detect_fps:.1f}",
-                      "end_to_end_fps": f"{end_to_end_fps:.2f}", **{key: f"{value:.4g}" for key, value in scores.items()},
-                      "worker_start_s": f"{start_up_s:.1f}"}
+            fields = {
+                "resolution": resolution,
+                "workers": num_workers,
+                "render_only_fps": f"{render_fps:.2f}",
+                "detect_only_fps": f"{detect_fps:.1f}",
+                "end_to_end_fps": f"{end_to_end_fps:.2f}",
+                **{key: f"{value:.4g}" for key, value in scores.items()},
+                "worker_start_s": f"{start_up_s:.1f}",
+            }
             print(" ".join(f"{key}={value}" for key, value in fields.items()), flush=True)
 
 

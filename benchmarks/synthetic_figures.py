@@ -4,6 +4,7 @@ face turned from -40 to +40 degrees yaw; bottom row: the ground-truth 68 landmar
 
 Usage: python benchmarks/synthetic_figures.py [--out docs] [--sweep-seed 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,11 @@ def tile(images: np.ndarray, num_rows: int) -> np.ndarray:
     """(B, H, W, 3) with B = num_rows * num_cols -> (num_rows * H, num_cols * W, 3)."""
     num_images, height, width, _ = images.shape
     num_cols = num_images // num_rows
-    return images.reshape(num_rows, num_cols, height, width, 3).transpose(0, 2, 1, 3, 4).reshape(num_rows * height, num_cols * width, 3)
+    return (
+        images.reshape(num_rows, num_cols, height, width, 3)
+        .transpose(0, 2, 1, 3, 4)
+        .reshape(num_rows * height, num_cols * width, 3)
+    )
 
 
 def draw_landmarks(images: np.ndarray, landmarks: torch.Tensor) -> np.ndarray:

@@ -8,6 +8,7 @@ farther apart than a random same-identity pair).
 
 Usage: python benchmarks/synthetic_identity.py [--num-identities 24] [--seed 300]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from backbones.landmarks.base import images_to_uint8
-from backbones.landmarks.dlib import HogFaceFinder, PREDICTOR_FILE, face_recognition_models_file
+from backbones.landmarks.dlib import PREDICTOR_FILE, HogFaceFinder, face_recognition_models_file
 from backbones.synthetic import SyntheticGenerator
 
 RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -54,8 +55,12 @@ def main() -> None:
     pairs = np.linalg.norm(first[:, None] - first[None], axis=-1)[~np.eye(args.num_identities, dtype=bool)]
     same, different = same[np.isfinite(same)], pairs[np.isfinite(pairs)]
     auc = float((different[:, None] > same[None]).mean())
-    print(f"{args.num_identities} identities: same identity, new pose/expression/light: median distance {np.median(same):.3f} ({len(same)} pairs)")
-    print(f"different identities: median distance {np.median(different):.3f}, {np.mean(different > 0.6):.1%} above 0.6 ({len(different)} pairs)")
+    print(
+        f"{args.num_identities} identities: same identity, new pose/expression/light: median distance {np.median(same):.3f} ({len(same)} pairs)"
+    )
+    print(
+        f"different identities: median distance {np.median(different):.3f}, {np.mean(different > 0.6):.1%} above 0.6 ({len(different)} pairs)"
+    )
     print(f"AUC different > same: {auc:.3f}")
 
 

@@ -13,6 +13,7 @@ Hydra's own errors end like every other bad input, with one ``error:`` line and 
 Then it hands over to Hydra (single runs, ``-m`` sweeps, launchers, ``--help``). Warnings print as
 one ``warning: ...`` line, without the source line Python shows by default.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,13 +21,19 @@ import difflib
 import importlib
 import sys
 import warnings
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException, OverrideParseException
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
@@ -35,8 +42,25 @@ from common.errors import UserError
 
 CONFIG_MODULE = "conf"
 # Flags after which Hydra prints help or configs, or reads configs from elsewhere: nothing to check.
-HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--shell-completion", "-sc",
-               "--version", "--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+HYDRA_FLAGS = (
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--cfg",
+    "-c",
+    "--resolve",
+    "--shell-completion",
+    "-sc",
+    "--version",
+    "--config-dir",
+    "-cd",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+)
 
 
 @contextlib.contextmanager
@@ -94,7 +118,11 @@ def check_command_line(config_name: str, argv: Sequence[str]) -> None:
     """
     if any(argument.split("=")[0] in HYDRA_FLAGS for argument in argv):
         return
-    overrides = [override for override in _parse([arg for arg in argv if not arg.startswith("-")]) if not override.is_hydra_override()]
+    overrides = [
+        override
+        for override in _parse([arg for arg in argv if not arg.startswith("-")])
+        if not override.is_hydra_override()
+    ]
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         groups = [_is_group(override) for override in overrides]
         first = [_with_value(override, _values(override)[0]) for override in overrides]
@@ -123,7 +151,9 @@ def check_config_complete(cfg: DictConfig) -> None:
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as error:
-        raise UserError(f"config value {error.full_key} is missing; set it on the command line ({error.full_key}=...)") from error
+        raise UserError(
+            f"config value {error.full_key} is missing; set it on the command line ({error.full_key}=...)"
+        ) from error
     except OmegaConfBaseException as error:
         raise UserError(f"invalid config: {str(error).splitlines()[0]}") from error
 
@@ -134,14 +164,20 @@ def _parse(arguments: list[str]) -> list[Override]:
     except OverrideParseException as error:
         reasons = [line for line in str(error).splitlines() if line.strip() and not line.startswith("See ")]
         reason = f" ({reasons[0].strip()})" if reasons else ""
-        raise UserError(f"cannot read the override {error.override!r}{reason}; write key=value, quote lists: \"key=[a,b]\"") from error
+        raise UserError(
+            f'cannot read the override {error.override!r}{reason}; write key=value, quote lists: "key=[a,b]"'
+        ) from error
 
 
 def _values(override: Override) -> list[str]:
     """The value strings of `override`: one, or every value of a sweep."""
     if override.is_delete() and override.value() is None:
         return [""]
-    return list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.get_value_element_as_str()]
+    return (
+        list(override.sweep_string_iterator())
+        if override.is_sweep_override()
+        else [override.get_value_element_as_str()]
+    )
 
 
 def _with_value(override: Override, value: str) -> str:
@@ -155,7 +191,7 @@ def _override_variants(overrides: list[Override], groups: list[bool], first: lis
     for index, override in enumerate(overrides):
         if groups[index]:
             for value in _values(override)[1:]:
-                yield first[:index] + [_with_value(override, value)] + first[index + 1:]
+                yield first[:index] + [_with_value(override, value)] + first[index + 1 :]
 
 
 def _is_group(override: Override) -> bool:
@@ -180,7 +216,9 @@ def _composition_message(error: ConfigCompositionException, config_name: str, li
     message = str(error)
     if message.startswith("Could not override '") and "To append" in message:
         key = message.split("'")[1]
-        known = _flat_keys(compose(config_name=config_name, overrides=[line for line in lines if not line.startswith(key + "=")]))
+        known = _flat_keys(
+            compose(config_name=config_name, overrides=[line for line in lines if not line.startswith(key + "=")])
+        )
         match = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
         hint = f"did you mean {match[0]!r}?" if match else "`--cfg job` lists the valid keys"
         return f"unknown config key {key!r}; {hint} (prefix a new key with +)"

@@ -3,6 +3,7 @@
 Its message names the problem and the fix; entry points print it as one ``error: ...`` line and
 exit with status 2 (`common.cli.exit_on_user_error`).
 """
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Digests that name cached files: one for configurations, one for arrays."""
+
 from __future__ import annotations
 
 import hashlib

@@ -4,13 +4,14 @@ A reader therefore sees either the old file or the complete new one, never a hal
 and a run killed mid-write leaves at most a hidden ``.<name>.tmp`` behind. A failed write (disk
 full, permissions) removes the temporary file and raises a `UserError` naming the folder.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -44,8 +45,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.replace(path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise UserError(f"could not write {path} ({describe_os_error(error)}); free disk space in {path.parent} "
-                        "or write somewhere else") from error
+        raise UserError(
+            f"could not write {path} ({describe_os_error(error)}); free disk space in {path.parent} "
+            "or write somewhere else"
+        ) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

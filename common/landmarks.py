@@ -9,6 +9,7 @@ against them. A set of faces reports the mean of its faces' NME. Distances are i
 normalised landmarks (x / width, y / height) are scaled by the image size first, so that the NME
 does not depend on the image's aspect ratio.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,9 @@ NUM_IBUG_LANDMARKS = 68
 OUTER_EYE_CORNERS = (36, 45)
 
 
-def landmark_distances(predicted: torch.Tensor, reference: torch.Tensor, image_size: tuple[int, int] | None = None) -> torch.Tensor:
+def landmark_distances(
+    predicted: torch.Tensor, reference: torch.Tensor, image_size: tuple[int, int] | None = None
+) -> torch.Tensor:
     """2D distances per landmark, (B, L, 2) x2 -> (B, L); in pixels when `image_size` (H, W) is given."""
     sizes = check_shape(reference, ("B", "L", 2), "reference landmarks")
     check_shape(predicted, ("B", "L", 2), "predicted landmarks", sizes)
@@ -44,7 +47,9 @@ def face_size_name(num_landmarks: int) -> str:
 
 def nme(predicted: torch.Tensor, reference: torch.Tensor, image_size: tuple[int, int] | None = None) -> torch.Tensor:
     """(B,) per-face NME of predicted against reference landmarks, both (B, L, 2); reports take the mean."""
-    return landmark_distances(predicted, reference, image_size).mean(-1) / face_size(reference, image_size).clamp_min(1e-12)
+    return landmark_distances(predicted, reference, image_size).mean(-1) / face_size(reference, image_size).clamp_min(
+        1e-12
+    )
 
 
 def _pixel_scale(landmarks: torch.Tensor, image_size: tuple[int, int] | None) -> torch.Tensor:

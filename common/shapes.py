@@ -5,17 +5,17 @@ dimensions; a leading ``"..."`` admits any number of batch dimensions. Named siz
 callers can cross-check them (``sizes = check_shape(...); sizes["L"]``) and can be passed in through
 ``known`` to require equality across arguments.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 
-def check_shape(
-    x: Any, spec: Sequence[int | str], name: str, known: Mapping[str, int] | None = None
-) -> dict[str, int]:
+def check_shape(x: Any, spec: Sequence[int | str], name: str, known: Mapping[str, int] | None = None) -> dict[str, int]:
     """Check `x.shape` against `spec`; raise ValueError naming `name` on mismatch.
 
     Args:
@@ -33,13 +33,15 @@ def check_shape(
         dims = dims[1:]
         if len(shape) < len(dims):
             raise ValueError(f"{name} must have shape (..., {_fmt(dims)}), got {shape}")
-        shape = shape[len(shape) - len(dims):]
+        shape = shape[len(shape) - len(dims) :]
     elif len(shape) != len(dims):
         raise ValueError(f"{name} must have shape ({_fmt(dims)}), got {tuple(x.shape)}")
     for dim, size in zip(dims, shape):
         expected = sizes.setdefault(dim, size) if isinstance(dim, str) else dim
         if size != expected:
-            raise ValueError(f"{name} must have shape ({_fmt(spec)}) with {_bound(dim, expected)}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must have shape ({_fmt(spec)}) with {_bound(dim, expected)}, got {tuple(x.shape)}"
+            )
     return sizes
 
 

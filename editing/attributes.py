@@ -37,19 +37,26 @@ Range: a target outside the training distribution of the NRSfM model, mean +- `n
 deviations of q (`model.q_mean`, `model.q_std`; 3 by default), is clamped into that range with a
 warning; with ``strict=True`` it raises ValueError instead.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 
-from editing.presets import (PRESET_NAMES, ExpressionDirection, derive_expression_directions, expression_coordinates,
-                             move_along_directions)
-from nrsfm.model import AttributeLayout, NRSfMModel
 from common.shapes import check_finite, check_shape
+from editing.presets import (
+    PRESET_NAMES,
+    ExpressionDirection,
+    derive_expression_directions,
+    expression_coordinates,
+    move_along_directions,
+)
+from nrsfm.model import AttributeLayout, NRSfMModel
 
 RELATIVE_PREFIX = "delta."
 
@@ -72,6 +79,7 @@ class EditTarget:
 
 def group_indices(layout: AttributeLayout) -> dict[str, list[int]]:
     """Named groups of entries of q: camera, rotation, expression, alpha, translation, pose, all."""
+
     def span(part: slice) -> list[int]:
         return list(range(part.start, part.stop))
 
@@ -159,7 +167,7 @@ def edit_target(
     along: dict[str, tuple[bool, float]] = {}
     for name, value in flatten_changes(changes).items():
         relative = name.startswith(RELATIVE_PREFIX)
-        base = name[len(RELATIVE_PREFIX):] if relative else name
+        base = name[len(RELATIVE_PREFIX) :] if relative else name
         if base in PRESET_NAMES:
             if not math.isfinite(value):
                 raise ValueError(f"edit {name}={value} is not finite; give a finite number")
@@ -168,8 +176,10 @@ def edit_target(
             along[base] = (relative, value)
             continue
         if base not in entries:
-            raise ValueError(f"unknown attribute {base!r} in edit {name}; valid names: {_valid_names(layout)} "
-                             f"(prefix {RELATIVE_PREFIX!r} for a relative edit)")
+            raise ValueError(
+                f"unknown attribute {base!r} in edit {name}; valid names: {_valid_names(layout)} "
+                f"(prefix {RELATIVE_PREFIX!r} for a relative edit)"
+            )
         if not math.isfinite(value):
             raise ValueError(f"edit {name}={value} is not finite; give a finite number")
         indices = entries[base]
@@ -188,15 +198,25 @@ def edit_target(
     return EditTarget(target, mask, ~free_mask)
 
 
-def _move_along(q0: torch.Tensor, target: torch.Tensor, along: Mapping[str, tuple[bool, float]], model: NRSfMModel,
-                directions: Mapping[str, ExpressionDirection] | None) -> torch.Tensor:
+def _move_along(
+    q0: torch.Tensor,
+    target: torch.Tensor,
+    along: Mapping[str, tuple[bool, float]],
+    model: NRSfMModel,
+    directions: Mapping[str, ExpressionDirection] | None,
+) -> torch.Tensor:
     """`target` (B, 8 + K) with its alphas moved (least change) to the requested coordinates along the
     named expression directions; relative requests count from q0's coordinates."""
     directions = derive_expression_directions(model) if directions is None else directions
     chosen = {name: directions[name] for name in along}
     coordinates0 = expression_coordinates(q0.double(), model, chosen)
-    goal = torch.stack([coordinates0[:, i] + value if relative else torch.full_like(coordinates0[:, i], value)
-                        for i, (relative, value) in enumerate(along.values())], -1)
+    goal = torch.stack(
+        [
+            coordinates0[:, i] + value if relative else torch.full_like(coordinates0[:, i], value)
+            for i, (relative, value) in enumerate(along.values())
+        ],
+        -1,
+    )
     return move_along_directions(target, goal, model, chosen)
 
 
@@ -244,15 +264,16 @@ def attribute_range(model: NRSfMModel, num_std: float = 3.0) -> tuple[torch.Tens
     return model.q_mean - num_std * model.q_std, model.q_mean + num_std * model.q_std
 
 
-def clamp_to_range(q: torch.Tensor, mask: torch.Tensor, model: NRSfMModel, *, strict: bool = False, num_std: float = 3.0) -> torch.Tensor:
+def clamp_to_range(
+    q: torch.Tensor, mask: torch.Tensor, model: NRSfMModel, *, strict: bool = False, num_std: float = 3.0
+) -> torch.Tensor:
     """Clamp the masked entries of q (B, 8 + K) into `attribute_range`; warn, or raise when `strict`."""
     low, high = (bound.to(q.dtype) for bound in attribute_range(model, num_std))
     clamped = torch.where(mask, q.clamp(low, high), q)
     outside = (clamped != q).any(0)
     if outside.any():
         names = [model.layout.names()[i] for i in outside.nonzero().flatten().tolist()]
-        message = (f"edit target for {', '.join(names)} lies outside the training range "
-                   f"(mean +- {num_std:g} std of q)")
+        message = f"edit target for {', '.join(names)} lies outside the training range (mean +- {num_std:g} std of q)"
         if strict:
             raise ValueError(f"{message}; choose a smaller edit or pass strict=false to clamp")
         warnings.warn(f"{message}; clamped to the range", stacklevel=3)

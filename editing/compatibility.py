@@ -6,6 +6,7 @@ It reads the regressor's ``metadata`` (``generator``: name, optionally ``generat
 ``generator_checksum`` its NRSfM model was fitted with (``nrsfm.metadata``, from the dataset), and its
 ``latent_space`` and ``latent_shape``.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -36,13 +37,19 @@ def check_regressor_matches(regressor: nn.Module, generator: nn.Module, latent_s
         raise ValueError(f"the regressor was trained for generator {trained_for!r}, not {generator.name!r}; {RETRAIN}")
     checksum = regressor.metadata.get("generator_checksum", regressor.nrsfm.metadata.get("generator_checksum"))
     if checksum not in (None, "unknown") and checksum != generator.checksum():
-        raise ValueError(f"the regressor was trained for other {generator.name} weights (checksum {checksum}, "
-                         f"these are {generator.checksum()}); {RETRAIN}")
+        raise ValueError(
+            f"the regressor was trained for other {generator.name} weights (checksum {checksum}, "
+            f"these are {generator.checksum()}); {RETRAIN}"
+        )
     if latent_space is not None and latent_space != regressor.latent_space:
-        raise ValueError(f"the regressor works in latent space {regressor.latent_space!r}, not {latent_space!r}; "
-                         f"set latent_space={regressor.latent_space} or {RETRAIN}")
+        raise ValueError(
+            f"the regressor works in latent space {regressor.latent_space!r}, not {latent_space!r}; "
+            f"set latent_space={regressor.latent_space} or {RETRAIN}"
+        )
     expected = latent_shape_of(generator, regressor.latent_space)
     shape = tuple(getattr(regressor, "latent_shape", expected))
     if shape != expected:
-        raise ValueError(f"the regressor takes {regressor.latent_space} latents of shape {shape}, but {generator.name} "
-                         f"makes {expected}; {RETRAIN}")
+        raise ValueError(
+            f"the regressor takes {regressor.latent_space} latents of shape {shape}, but {generator.name} "
+            f"makes {expected}; {RETRAIN}"
+        )

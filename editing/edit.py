@@ -14,6 +14,7 @@
 - ``edit=linear`` (default) or ``edit=gradient``; other settings in conf/edit.yaml.
 Writes edited.npz, edit.png and trajectory.gif (see `editing.render`) and prints where.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,20 +22,56 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from common.cli import exit_on_user_error, launch
+from common.errors import UserError
 from editing.attributes import edit_target, flatten_changes
 from editing.latents import resolve_faces
 from editing.presets import PRESET_NAMES
+from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
 from editing.sources import is_image_source, pictures_q, read_source, source_changes
 from editing.video import FrameRange
-from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
-from common.cli import exit_on_user_error, launch
-from common.errors import UserError
 
-CHANGE_KEYS = ("pitch", "yaw", "roll", "scale", "tx", "ty", "k11", "k12", "k22", "alpha", "q",
-               "rotation", "expression", "camera", "translation", *PRESET_NAMES, "delta")
-SETTING_KEYS = ("paths", "generator", "identity", "edit", "latent_space", "truncation_psi", "latent_metric",
-                "hold_alpha", "rows", "regressor_path", "free", "strict", "num_std", "num_frames", "out_dir", "pipeline", "faces",
-                "source", "source_parts", "detector")
+CHANGE_KEYS = (
+    "pitch",
+    "yaw",
+    "roll",
+    "scale",
+    "tx",
+    "ty",
+    "k11",
+    "k12",
+    "k22",
+    "alpha",
+    "q",
+    "rotation",
+    "expression",
+    "camera",
+    "translation",
+    *PRESET_NAMES,
+    "delta",
+)
+SETTING_KEYS = (
+    "paths",
+    "generator",
+    "identity",
+    "edit",
+    "latent_space",
+    "truncation_psi",
+    "latent_metric",
+    "hold_alpha",
+    "rows",
+    "regressor_path",
+    "free",
+    "strict",
+    "num_std",
+    "num_frames",
+    "out_dir",
+    "pipeline",
+    "faces",
+    "source",
+    "source_parts",
+    "detector",
+)
 
 
 def requested_changes(cfg: DictConfig) -> dict[str, float]:
@@ -43,9 +80,14 @@ def requested_changes(cfg: DictConfig) -> dict[str, float]:
     unknown = [key for key in cfg if key not in CHANGE_KEYS + SETTING_KEYS]
     if unknown:
         names = ", ".join(key for key in CHANGE_KEYS if key not in ("alpha", "q", "delta"))
-        raise UserError(f"unknown attribute {unknown[0]!r}; valid: {names}, alpha.<k>, q.<i> (each also as delta.<name>)")
-    changes = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
-               for key in CHANGE_KEYS if key in cfg}
+        raise UserError(
+            f"unknown attribute {unknown[0]!r}; valid: {names}, alpha.<k>, q.<i> (each also as delta.<name>)"
+        )
+    changes = {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        for key in CHANGE_KEYS
+        if key in cfg
+    }
     return flatten_changes(changes)
 
 
@@ -54,9 +96,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     changes = requested_changes(cfg)
     source = cfg.get("source")
     if not changes and source is None:
-        raise UserError("nothing to change; add e.g. yaw=20 (absolute, degrees), delta.yaw=20 (relative) or source=photo.jpg")
+        raise UserError(
+            "nothing to change; add e.g. yaw=20 (absolute, degrees), delta.yaw=20 (relative) or source=photo.jpg"
+        )
     if source is not None and not is_image_source(source):
-        raise UserError(f"source={source!r} must be a photo, a folder of photos or a video; for seeds and latents use editing.transfer")
+        raise UserError(
+            f"source={source!r} must be a photo, a folder of photos or a video; for seeds and latents use editing.transfer"
+        )
     generator = load_generator(cfg)
     pictures = read_source(source, FrameRange()) if source is not None else None
     latent0 = resolve_faces(generator, cfg.faces, cfg.latent_space, float(cfg.truncation_psi))
@@ -66,13 +112,24 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if pictures is not None:
         q_source = pictures_q(regressor.nrsfm, cfg.detector, pictures, str(source))
         if len(q_source) != 1:
-            raise UserError(f"source {source} shows {len(q_source)} faces; give one photo (editing.transfer takes a folder or video)")
+            raise UserError(
+                f"source {source} shows {len(q_source)} faces; give one photo (editing.transfer takes a folder or video)"
+            )
         changes = {**source_changes(q_source[0], list(cfg.source_parts), regressor.nrsfm.layout), **changes}
-    target = edit_target(q0, changes, regressor.nrsfm, free=list(cfg.free), strict=bool(cfg.strict), num_std=float(cfg.num_std),
-                         directions=expression_directions(cfg, generator, regressor, changes))
+    target = edit_target(
+        q0,
+        changes,
+        regressor.nrsfm,
+        free=list(cfg.free),
+        strict=bool(cfg.strict),
+        num_std=float(cfg.num_std),
+        directions=expression_directions(cfg, generator, regressor, changes),
+    )
     target = hold_alpha(cfg, generator, regressor, q0, target)
     result = apply_editor(cfg, generator, regressor, latent0, target)
-    return finish(cfg, "edit", generator, regressor, latent0, result, target, {"faces": str(cfg.faces), "changes": changes})
+    return finish(
+        cfg, "edit", generator, regressor, latent0, result, target, {"faces": str(cfg.faces), "changes": changes}
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="edit")

@@ -59,6 +59,7 @@ face and method) (and ``presets.csv``/``presets.md`` when there is truth) into
 ``out_dir`` (default ``${paths.work_dir}/evaluate/<generator>-<hash of the request>``) and prints the
 table and where it went.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,15 +72,23 @@ from tqdm.auto import tqdm
 
 from common.cli import build, exit_on_user_error, launch
 from common.errors import UserError
+from common.io import write_text_atomic
 from editing.attributes import EditTarget, attribute_indices, clamp_to_range, edit_target, flatten_changes
 from editing.evaluation_report import format_table, plot_rotation_changes, rotation_rows, write_csv_atomic
 from editing.latents import latents_from_seeds
-from editing.metrics import (RotationChange, coefficients_moved, image_rotation_metrics, landmark_metrics, median,
-                             preset_correlations, rotation_change, truth_metrics)
+from editing.metrics import (
+    RotationChange,
+    coefficients_moved,
+    image_rotation_metrics,
+    landmark_metrics,
+    median,
+    preset_correlations,
+    rotation_change,
+    truth_metrics,
+)
 from editing.observation import Observation, first_faces, observe
 from editing.presets import NUM_IBUG_LANDMARKS
 from editing.session import apply_editor, hold_alpha, latent_metric, load_generator, load_regressor, output_dir
-from common.io import write_text_atomic
 from nrsfm.model import NRSfMModel
 
 METHODS = ("linear", "gradient")
@@ -93,7 +102,7 @@ def evaluation_target(q0: torch.Tensor, cfg: DictConfig, model: NRSfMModel) -> E
     layout = model.layout
     random = cfg.random_target
     generator = torch.Generator().manual_seed(int(cfg.seed))
-    offsets = (2 * torch.rand(len(q0), 2, generator=generator, dtype=torch.float64) - 1)
+    offsets = 2 * torch.rand(len(q0), 2, generator=generator, dtype=torch.float64) - 1
     offsets = offsets * torch.tensor([float(random.pitch_deg), float(random.yaw_deg)], dtype=torch.float64)
     target = q0.detach().clone()
     mask = torch.zeros(layout.dim, dtype=torch.bool)
@@ -113,27 +122,47 @@ def evaluation_target(q0: torch.Tensor, cfg: DictConfig, model: NRSfMModel) -> E
     return EditTarget(target, mask, ~free)
 
 
-def random_step_metrics(generator, latent_space: str, truncation_psi: float, latent0: torch.Tensor, latent: torch.Tensor,
-                        before: dict[str, torch.Tensor], spread: dict[str, torch.Tensor], seed: int = 0) -> dict[str, float]:
+def random_step_metrics(
+    generator,
+    latent_space: str,
+    truncation_psi: float,
+    latent0: torch.Tensor,
+    latent: torch.Tensor,
+    before: dict[str, torch.Tensor],
+    spread: dict[str, torch.Tensor],
+    seed: int = 0,
+) -> dict[str, float]:
     """The scale for "barely moves": how far the true expression and identity move (median, as in
     `truth_metrics`) when each face takes a random step as long as its edit, in the latent entries the
     edit changed (so a `rows`-restricted edit is compared with a step in the same rows).
     latent0, latent: (B, *S); before: the originals' truth; spread: per key the (E,) std."""
     changed = (latent != latent0).to(latent)
-    direction = torch.randn(latent.shape, generator=torch.Generator().manual_seed(seed), dtype=latent.dtype).to(latent) * changed
+    direction = (
+        torch.randn(latent.shape, generator=torch.Generator().manual_seed(seed), dtype=latent.dtype).to(latent)
+        * changed
+    )
     length = (latent - latent0).flatten(1).norm(dim=-1) / direction.flatten(1).norm(dim=-1).clamp_min(1e-12)
     step = latent0 + direction * length.view(-1, *[1] * (latent.dim() - 1))
     with torch.no_grad():
-        parts = [generator.ground_truth(generator.to_ws(chunk, latent_space, truncation_psi)) for chunk in step.split(256)]
-    return {f"true {key} moved by a random step of the same length, median [std]":
-            median(coefficients_moved(before[key], torch.cat([part[key] for part in parts]).float(), spread[key]))
-            for key in ("expression", "identity")}
+        parts = [
+            generator.ground_truth(generator.to_ws(chunk, latent_space, truncation_psi)) for chunk in step.split(256)
+        ]
+    return {
+        f"true {key} moved by a random step of the same length, median [std]": median(
+            coefficients_moved(before[key], torch.cat([part[key] for part in parts]).float(), spread[key])
+        )
+        for key in ("expression", "identity")
+    }
 
 
-def edit_in_batches(method: str, cfg: DictConfig, models: dict[str, Any], latent0: torch.Tensor, target: EditTarget) -> torch.Tensor:
+def edit_in_batches(
+    method: str, cfg: DictConfig, models: dict[str, Any], latent0: torch.Tensor, target: EditTarget
+) -> torch.Tensor:
     """Edited latents (B, *S) of `method` (its config is ``cfg[method]``), ``cfg.edit_batch_size`` faces at a time,
     with a progress bar; ``gradient_start=linear`` starts every editor that takes a start from the linear edit."""
-    generator, regressor, identity, metric = (models[k] for k in ("generator", "regressor", "identity", "latent_metric"))
+    generator, regressor, identity, metric = (
+        models[k] for k in ("generator", "regressor", "identity", "latent_metric")
+    )
     batch_size = int(cfg.edit_batch_size)
     latents = []
     for start in tqdm(range(0, len(latent0), batch_size), desc=f"{method} edits", unit="batch", leave=False):
@@ -141,26 +170,47 @@ def edit_in_batches(method: str, cfg: DictConfig, models: dict[str, Any], latent
         part = EditTarget(target.q[faces], target.mask, target.constrained)
         begin = None
         if cfg.gradient_start == "linear" and method != "linear":
-            begin = apply_editor(cfg, generator, regressor, latent0[faces], part, editor=cfg.linear, metric=metric).latent
-        latents.append(apply_editor(cfg, generator, regressor, latent0[faces], part, editor=cfg[method], identity=identity,
-                                    metric=metric, start=begin).latent)
+            begin = apply_editor(
+                cfg, generator, regressor, latent0[faces], part, editor=cfg.linear, metric=metric
+            ).latent
+        latents.append(
+            apply_editor(
+                cfg,
+                generator,
+                regressor,
+                latent0[faces],
+                part,
+                editor=cfg[method],
+                identity=identity,
+                metric=metric,
+                start=begin,
+            ).latent
+        )
     return torch.cat(latents)
 
 
-def edit_and_observe(method: str, cfg: DictConfig, models: dict[str, Any], latent0: torch.Tensor,
-                     target: EditTarget) -> tuple[torch.Tensor, Observation]:
+def edit_and_observe(
+    method: str, cfg: DictConfig, models: dict[str, Any], latent0: torch.Tensor, target: EditTarget
+) -> tuple[torch.Tensor, Observation]:
     """Edit latent0 (B, *S) with `method`; returns the edited latents (B, *S) and what their images show."""
     generator, regressor, detector, identity = (models[k] for k in ("generator", "regressor", "detector", "identity"))
     latent = edit_in_batches(method, cfg, models, latent0, target)
     if not torch.isfinite(latent).all():
         raise UserError(f"{method} editing diverged (non-finite latents); lower its step size or add damping")
-    return latent, observe(generator, detector, identity, regressor, latent, float(cfg.truncation_psi),
-                           int(cfg.batch_size), method)
+    return latent, observe(
+        generator, detector, identity, regressor, latent, float(cfg.truncation_psi), int(cfg.batch_size), method
+    )
 
 
-def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.Tensor, target: EditTarget,
-                   original: Observation, edited: Observation, spread: dict[str, torch.Tensor] | None = None
-                   ) -> tuple[dict[str, float], RotationChange]:
+def method_metrics(
+    models: dict[str, Any],
+    latent0: torch.Tensor,
+    latent: torch.Tensor,
+    target: EditTarget,
+    original: Observation,
+    edited: Observation,
+    spread: dict[str, torch.Tensor] | None = None,
+) -> tuple[dict[str, float], RotationChange]:
     """The metrics of one editor on B faces: latents (B, *S) before and after, the target and both observations;
     `spread` (per truth key the (E,) std of the coefficients; default over these B originals) scales the movement.
     Also returns the per-face RotationChange the rotation metrics come from."""
@@ -175,21 +225,31 @@ def method_metrics(models: dict[str, Any], latent0: torch.Tensor, latent: torch.
     rows = target.constrained
     phi_error = ((q_edit[:, rows] - target.q.to(q_edit)[:, rows]) / model.q_std.to(q_edit)[rows]).square().mean(-1)
     step = (latent - latent0).flatten(1).norm(dim=-1)
-    metrics: dict[str, float] = {"faces": len(latent0), "faces without a detected face (original or edit)": int((~both).sum()),
-                                 "latent step |w_edit - w0|, median": median(step)}
+    metrics: dict[str, float] = {
+        "faces": len(latent0),
+        "faces without a detected face (original or edit)": int((~both).sum()),
+        "latent step |w_edit - w0|, median": median(step),
+    }
     metrics.update(landmark_metrics("L_L(w)", predicted0[original.found], original.landmarks[original.found], size))
     metrics.update(landmark_metrics("L_L(w_edit)", predicted[edited.found], edited.landmarks[edited.found], size))
     metrics["L_phi [std^2]"] = float(phi_error.mean())
     metrics.update(landmark_metrics("L_R", requested[both], edited.landmarks[both], size))
-    metrics["L_ID"] = float(identity.distance(edited.embedding, original.embedding).mean()) if identity.embedding_dim > 0 else math.nan
+    metrics["L_ID"] = (
+        float(identity.distance(edited.embedding, original.embedding).mean())
+        if identity.embedding_dim > 0
+        else math.nan
+    )
     change = rotation_change(model, q0, target.q, original, edited)
     metrics.update(image_rotation_metrics(change))
     if original.truth is not None and edited.truth is not None:
         requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
         spread = spread or {key: original.truth[key].std(0) for key in ("expression", "identity")}
         metrics.update(truth_metrics(original.truth, edited.truth, requested_deg, spread))
-        metrics.update(random_step_metrics(generator, regressor.latent_space, models["truncation_psi"],
-                                           latent0, latent, original.truth, spread))
+        metrics.update(
+            random_step_metrics(
+                generator, regressor.latent_space, models["truncation_psi"], latent0, latent, original.truth, spread
+            )
+        )
     return metrics, change
 
 
@@ -198,10 +258,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     methods = list(cfg.methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
-        raise UserError(f"unknown or no methods {unknown or methods}; choose from {', '.join(METHODS)}, e.g. methods=[linear]")
+        raise UserError(
+            f"unknown or no methods {unknown or methods}; choose from {', '.join(METHODS)}, e.g. methods=[linear]"
+        )
     counts = {"linear": int(cfg.num_faces), "gradient": min(int(cfg.num_faces_gradient), int(cfg.num_faces))}
     if min(counts[m] for m in methods) < 2:
-        raise UserError(f"need at least 2 faces per method, got num_faces={cfg.num_faces}, num_faces_gradient={cfg.num_faces_gradient}")
+        raise UserError(
+            f"need at least 2 faces per method, got num_faces={cfg.num_faces}, num_faces_gradient={cfg.num_faces_gradient}"
+        )
     if cfg.gradient_start not in ("latent0", "linear"):
         raise UserError(f"gradient_start must be latent0 or linear, got {cfg.gradient_start!r}")
     for name in ("batch_size", "edit_batch_size"):
@@ -211,46 +275,83 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     regressor = load_regressor(cfg, generator)
     detector = build(cfg.landmarks, "landmark detector")
     identity = build(cfg.identity, "identity network")
-    models = {"generator": generator, "regressor": regressor, "detector": detector, "identity": identity,
-              "latent_metric": latent_metric(cfg, generator), "truncation_psi": float(cfg.truncation_psi)}
+    models = {
+        "generator": generator,
+        "regressor": regressor,
+        "detector": detector,
+        "identity": identity,
+        "latent_metric": latent_metric(cfg, generator),
+        "truncation_psi": float(cfg.truncation_psi),
+    }
     num_faces = max(counts[m] for m in methods)
     seeds = list(range(int(cfg.seed), int(cfg.seed) + num_faces))
-    latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)
+    latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(
+        regressor.nrsfm.q_mean.dtype
+    )
     with torch.no_grad():
         q0 = regressor(latent0)
     target = hold_alpha(cfg, generator, regressor, q0, evaluation_target(q0, cfg, regressor.nrsfm))
-    original = observe(generator, detector, identity, regressor, latent0, float(cfg.truncation_psi),
-                       int(cfg.batch_size), "originals")
+    original = observe(
+        generator, detector, identity, regressor, latent0, float(cfg.truncation_psi), int(cfg.batch_size), "originals"
+    )
     results: dict[str, dict[str, float]] = {}
     edits, changes = {}, {}
-    spread = {key: original.truth[key].std(0) for key in ("expression", "identity")} if original.truth is not None else None
+    spread = (
+        {key: original.truth[key].std(0) for key in ("expression", "identity")} if original.truth is not None else None
+    )
     for method in methods:
         n = counts[method]
         print(f"{method} editing on {n} faces (seeds {seeds[0]}..{seeds[n - 1]})")
         edits[method] = edit_and_observe(method, cfg, models, latent0[:n], first_targets(target, n))
-        results[method], changes[method] = method_metrics(models, latent0[:n], edits[method][0], first_targets(target, n),
-                                                          first_faces(original, n), edits[method][1], spread)
+        results[method], changes[method] = method_metrics(
+            models,
+            latent0[:n],
+            edits[method][0],
+            first_targets(target, n),
+            first_faces(original, n),
+            edits[method][1],
+            spread,
+        )
     if set(methods) == set(METHODS) and counts["gradient"] < counts["linear"]:
         n = counts["gradient"]  # linear on the gradient editor's faces, for a like-for-like comparison
         latent, edited = edits["linear"]
-        results[f"linear (first {n})"], _ = method_metrics(models, latent0[:n], latent[:n], first_targets(target, n), first_faces(original, n),
-                                                           first_faces(edited, n), spread)
+        results[f"linear (first {n})"], _ = method_metrics(
+            models,
+            latent0[:n],
+            latent[:n],
+            first_targets(target, n),
+            first_faces(original, n),
+            first_faces(edited, n),
+            spread,
+        )
         methods = ["linear", f"linear (first {n})", "gradient"]
     out_dir = output_dir(cfg, "evaluate", generator.name)
-    protocol = ("random target (yaw +-{yaw_deg}, pitch +-{pitch_deg} deg{expr})".format(
-        expr=", alphas of another face" if cfg.random_target.expression else "", **cfg.random_target)
-        if not cfg.changes else " ".join(f"{k}={v:g}" for k, v in flatten_changes(OmegaConf.to_container(cfg.changes, resolve=True)).items()))
+    protocol = (
+        "random target (yaw +-{yaw_deg}, pitch +-{pitch_deg} deg{expr})".format(
+            expr=", alphas of another face" if cfg.random_target.expression else "", **cfg.random_target
+        )
+        if not cfg.changes
+        else " ".join(
+            f"{k}={v:g}" for k, v in flatten_changes(OmegaConf.to_container(cfg.changes, resolve=True)).items()
+        )
+    )
     header = ["metric", *methods]
     names = list(dict.fromkeys(name for method in methods for name in results[method]))
     rows = [[name, *(results[m].get(name, math.nan) for m in methods)] for name in names]
-    title = (f"editing.evaluate: {generator.name}, latent space {regressor.latent_space}, {protocol}; "
-             f"linear on {counts['linear']} faces, gradient on {counts['gradient']} (num_faces_gradient)")
+    title = (
+        f"editing.evaluate: {generator.name}, latent space {regressor.latent_space}, {protocol}; "
+        f"linear on {counts['linear']} faces, gradient on {counts['gradient']} (num_faces_gradient)"
+    )
     print(title)
     print(format_table(header, rows, markdown=False))
-    paths = {"csv": write_csv_atomic(out_dir / "metrics.csv", header, rows),
-             "markdown": write_text_atomic(out_dir / "metrics.md", f"{title}\n\n{format_table(header, rows, markdown=True)}"),
-             "rotation_plot": plot_rotation_changes(changes, out_dir / "rotation.png"),
-             "rotation_csv": write_csv_atomic(out_dir / "rotation.csv", *rotation_rows(changes, int(cfg.seed)))}
+    paths = {
+        "csv": write_csv_atomic(out_dir / "metrics.csv", header, rows),
+        "markdown": write_text_atomic(
+            out_dir / "metrics.md", f"{title}\n\n{format_table(header, rows, markdown=True)}"
+        ),
+        "rotation_plot": plot_rotation_changes(changes, out_dir / "rotation.png"),
+        "rotation_csv": write_csv_atomic(out_dir / "rotation.csv", *rotation_rows(changes, int(cfg.seed))),
+    }
     correlations = None
     if original.truth is not None and regressor.nrsfm.num_landmarks == NUM_IBUG_LANDMARKS:
         from backbones.synthetic.face_model import EXPRESSION_NAMES
@@ -262,7 +363,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         print(preset_title)
         print(format_table(preset_header, preset_rows, markdown=False))
         paths["presets_csv"] = write_csv_atomic(out_dir / "presets.csv", preset_header, preset_rows)
-        paths["presets_markdown"] = write_text_atomic(out_dir / "presets.md", f"{preset_title}\n\n{format_table(preset_header, preset_rows, markdown=True)}")
+        paths["presets_markdown"] = write_text_atomic(
+            out_dir / "presets.md", f"{preset_title}\n\n{format_table(preset_header, preset_rows, markdown=True)}"
+        )
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return {"metrics": results, "presets": correlations, "out_dir": out_dir, **paths}

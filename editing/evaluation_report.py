@@ -1,4 +1,5 @@
 """The evaluation's report files: aligned text and Markdown tables, CSV, and the rotation figure."""
+
 from __future__ import annotations
 
 import csv
@@ -32,7 +33,9 @@ def plot_rotation_changes(changes: dict[str, RotationChange], path: Path) -> Pat
         for label, achieved in series.items():
             scatter.scatter(requested.cpu().numpy(), achieved.cpu().numpy(), s=9, alpha=0.6, label=label)
             errors.hist((achieved - requested).cpu().numpy(), bins=20, alpha=0.5, label=label)
-        low, high = (min(0.0, float(requested.min())), max(1.0, float(requested.max()))) if len(requested) else (0.0, 1.0)
+        low, high = (
+            (min(0.0, float(requested.min())), max(1.0, float(requested.max()))) if len(requested) else (0.0, 1.0)
+        )
         scatter.plot([low, high], [low, high], color="black", linewidth=0.8)
         scatter.set(title=f"{method}: yaw", xlabel="requested change [deg]", ylabel="achieved change [deg]")
         errors.axvline(0.0, color="black", linewidth=0.8)
@@ -45,7 +48,9 @@ def plot_rotation_changes(changes: dict[str, RotationChange], path: Path) -> Pat
 
 def rotation_rows(changes: dict[str, RotationChange], first_seed: int) -> tuple[list[str], list[list[Any]]]:
     """Header and one row per method and face (seed, then requested / on the image / true pitch, yaw, roll)."""
-    header = ["method", "seed"] + [f"{kind} {name} [deg]" for kind in ("requested", "on the image", "true") for name in ROTATION_NAMES]
+    header = ["method", "seed"] + [
+        f"{kind} {name} [deg]" for kind in ("requested", "on the image", "true") for name in ROTATION_NAMES
+    ]
     rows = []
     for method, change in changes.items():
         true = change.true if change.true is not None else torch.full_like(change.requested, math.nan)

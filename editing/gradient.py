@@ -10,17 +10,18 @@ Shapes: latents (B, *S) in the regressor's latent space (z, w or w+); q (B, D) w
 The per-face losses are summed over the batch before the gradient step, and Adam works entry by
 entry, so each face is optimised as if alone.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
 
+from common.shapes import check_finite, check_shape
 from editing.attributes import EditTarget
 from editing.latents import row_mask
-from common.shapes import check_finite, check_shape
 
 
 @dataclass
@@ -100,8 +101,11 @@ def gradient_edit(
     curves: dict[str, list[torch.Tensor]] = {name: [] for name in ("attribute", "identity", "latent", "total")}
     for _ in range(num_steps):
         terms = {"attribute": ((regressor(latent) - goal) * weights).square().sum(-1)}
-        terms["identity"] = (identity.distance(_embed(generator, identity, regressor, latent), embedding0)
-                             if embedding0 is not None else torch.zeros_like(terms["attribute"]))
+        terms["identity"] = (
+            identity.distance(_embed(generator, identity, regressor, latent), embedding0)
+            if embedding0 is not None
+            else torch.zeros_like(terms["attribute"])
+        )
         terms["latent"] = (latent - latent0).flatten(1).square().mean(-1)
         terms["total"] = terms["attribute"] + lambda_id * terms["identity"] + lambda_latent * terms["latent"]
         (latent.grad,) = torch.autograd.grad(terms["total"].sum(), latent)

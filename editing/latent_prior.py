@@ -9,6 +9,7 @@ S S^T the covariance) is the minimum-norm step under a Gaussian prior on w: it p
 the generator actually uses. It did not win on every regressor measured, so it is an option
 (``latent_metric=spread``), not the default (docs/RESULTS.md, "Edit accuracy").
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,14 @@ from editing.compatibility import latent_shape_of
 NUM_SAMPLES = 10_000
 
 
-def latent_spread(generator: Generator, latent_space: str, truncation_psi: float = 1.0,
-                  num_samples: int = NUM_SAMPLES, seed: int = 0, batch_size: int = 2048) -> torch.Tensor:
+def latent_spread(
+    generator: Generator,
+    latent_space: str,
+    truncation_psi: float = 1.0,
+    num_samples: int = NUM_SAMPLES,
+    seed: int = 0,
+    batch_size: int = 2048,
+) -> torch.Tensor:
     """S (d, d), the symmetric square root of the covariance of one latent row, scaled to mean eigenvalue 1.
 
     d is z_dim for "z" (whose prior is already N(0, I): S = I) and w_dim for "w" and "w+" (every row of
@@ -39,7 +46,9 @@ def latent_spread(generator: Generator, latent_space: str, truncation_psi: float
         return torch.eye(generator.z_dim, dtype=dtype, device=device)
     if num_samples < 2 * generator.w_dim:
         raise ValueError(f"num_samples must be at least 2 * w_dim = {2 * generator.w_dim}, got {num_samples}")
-    z = torch.randn(num_samples, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device=device, dtype=dtype)
+    z = torch.randn(num_samples, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(
+        device=device, dtype=dtype
+    )
     with torch.no_grad():
         w = torch.cat([generator.mapping(chunk, truncation_psi)[:, 0] for chunk in z.split(batch_size)])
     eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(w.double().T))

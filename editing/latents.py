@@ -5,20 +5,24 @@ or the path of a `.npz` latent file with ``w`` (N, num_ws, w_dim) (`editing.outp
 NVIDIA's ``projected_w.npz`` works). Latents come out as (B, *S) in the requested space: z (B, z_dim),
 w (B, w_dim) or w+ (B, num_ws, w_dim).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from backbones.generator import Generator
+from common.errors import UserError
 from editing.compatibility import latent_shape_of
 from editing.outputs import load_latents
-from common.errors import UserError
 
 
-def latents_from_seeds(generator: Generator, seeds: Sequence[int], latent_space: str, truncation_psi: float = 1.0) -> torch.Tensor:
+def latents_from_seeds(
+    generator: Generator, seeds: Sequence[int], latent_space: str, truncation_psi: float = 1.0
+) -> torch.Tensor:
     """(B,) seeds -> latents (B, *S) in `latent_space` (w and w+ through the mapping network)."""
     latent_shape_of(generator, latent_space)
     if len(seeds) == 0:
@@ -35,18 +39,26 @@ def latents_from_file(generator: Generator, path: str | Path, latent_space: str)
     ws, metadata = load_latents(path)
     made_by = metadata.get("generator")
     if made_by is not None and made_by != generator.name:
-        raise UserError(f"{path} holds latents of generator {made_by!r}, not {generator.name!r}; give latents made with "
-                        f"{generator.name} (or set generator={made_by})")
+        raise UserError(
+            f"{path} holds latents of generator {made_by!r}, not {generator.name!r}; give latents made with "
+            f"{generator.name} (or set generator={made_by})"
+        )
     checksum = metadata.get("generator_checksum")
     if checksum is not None and checksum != generator.checksum():
-        raise UserError(f"{path} holds latents of other {generator.name} weights (checksum {checksum}, these are "
-                        f"{generator.checksum()}); give latents made with these weights")
+        raise UserError(
+            f"{path} holds latents of other {generator.name} weights (checksum {checksum}, these are "
+            f"{generator.checksum()}); give latents made with these weights"
+        )
     expected = (generator.num_ws, generator.w_dim)
     if tuple(ws.shape[1:]) != expected:
-        raise UserError(f"{path} holds w of shape {tuple(ws.shape)}, but {generator.name} needs (N, {expected[0]}, {expected[1]}); "
-                        "give latents made with this generator")
+        raise UserError(
+            f"{path} holds w of shape {tuple(ws.shape)}, but {generator.name} needs (N, {expected[0]}, {expected[1]}); "
+            "give latents made with this generator"
+        )
     if latent_space == "z":
-        raise UserError(f"{path} holds w latents, which have no z; use latent_space=w or w+ with a regressor for that space")
+        raise UserError(
+            f"{path} holds w latents, which have no z; use latent_space=w or w+ with a regressor for that space"
+        )
     return generator.latent_from_ws(ws.to(generator.w_avg), latent_space)
 
 
@@ -73,8 +85,10 @@ def row_mask(latent: torch.Tensor, rows: Sequence[int] | None) -> torch.Tensor |
     if rows is None:
         return None
     if latent.dim() != 3:
-        raise UserError(f"rows={list(rows)} restricts an edit to rows of ws, so it needs latent_space=w+; "
-                        f"got latents of shape {tuple(latent.shape)}")
+        raise UserError(
+            f"rows={list(rows)} restricts an edit to rows of ws, so it needs latent_space=w+; "
+            f"got latents of shape {tuple(latent.shape)}"
+        )
     num_ws = latent.shape[1]
     chosen = [int(row) for row in rows]
     if not chosen or any(not 0 <= row < num_ws for row in chosen):

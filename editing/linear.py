@@ -12,18 +12,19 @@ the batch, so many faces are edited at once. With a `metric` S (the square root 
 covariance, `editing.latent_prior`) the step is measured in standard deviations of the latent
 distribution instead of raw units: dw = S u with u the minimum-norm step of J S.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.func import jacrev, vmap
 
+from common.shapes import check_finite, check_shape
 from editing.attributes import EditTarget
 from editing.latents import row_mask
-from common.shapes import check_finite, check_shape
 
 
 @dataclass
@@ -108,14 +109,17 @@ def linear_edit(
     return LinearEdit(latent.view_as(latent0), q, torch.stack(errors))
 
 
-def minimum_norm_step(jacobian: torch.Tensor, residual: torch.Tensor, damping: float = 0.0,
-                      metric: torch.Tensor | None = None) -> torch.Tensor:
+def minimum_norm_step(
+    jacobian: torch.Tensor, residual: torch.Tensor, damping: float = 0.0, metric: torch.Tensor | None = None
+) -> torch.Tensor:
     """The step `linear_edit` takes from a Jacobian it already has: (B, C, P) J of the constrained,
     standardised rows and (B, C) residual -> (B, P) latent step (damped, in the `metric` when given)."""
     return _metric_step(jacobian, residual, damping, metric)
 
 
-def _metric_step(jacobian: torch.Tensor, residual: torch.Tensor, damping: float, metric: torch.Tensor | None) -> torch.Tensor:
+def _metric_step(
+    jacobian: torch.Tensor, residual: torch.Tensor, damping: float, metric: torch.Tensor | None
+) -> torch.Tensor:
     """(B, C, P), (B, C) -> (B, P): the damped minimum-norm step, in whitened coordinates S u when
     `metric` S (d, d) is given (P a multiple of d; S applied to every d-block)."""
     if metric is None:
@@ -141,6 +145,7 @@ def _minimum_norm_step(jacobian: torch.Tensor, residual: torch.Tensor, damping: 
 
 def _single_sample(regressor: nn.Module, sample_shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor]:
     """(P,) flattened latent -> (D,) q, for jacrev."""
+
     def regress(flat_latent: torch.Tensor) -> torch.Tensor:
         return regressor(flat_latent.view(1, *sample_shape))[0]
 

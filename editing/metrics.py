@@ -6,6 +6,7 @@ loss, `regressor.module.landmark_squared_error`), also given in px^2, as mean px
 (`common.landmarks.nme`). Rotations are (pitch, yaw, roll) in degrees. `editing.evaluate`'s
 docstring says what each reported number means.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,10 +23,17 @@ from regressor.module import landmark_squared_error
 ROTATION_NAMES = ("pitch", "yaw", "roll")
 
 
-def landmark_metrics(prefix: str, predicted: torch.Tensor, detected: torch.Tensor, image_size: tuple[int, int]) -> dict[str, float]:
+def landmark_metrics(
+    prefix: str, predicted: torch.Tensor, detected: torch.Tensor, image_size: tuple[int, int]
+) -> dict[str, float]:
     """``prefix`` in normalised units, px^2, mean px and NME over the rows given: (B, L, 2) x2."""
     if len(predicted) == 0:
-        return {f"{prefix}": math.nan, f"{prefix} [px^2]": math.nan, f"{prefix} mean error [px]": math.nan, f"{prefix} NME": math.nan}
+        return {
+            f"{prefix}": math.nan,
+            f"{prefix} [px^2]": math.nan,
+            f"{prefix} mean error [px]": math.nan,
+            f"{prefix} NME": math.nan,
+        }
     distances = landmark_distances(predicted, detected, image_size)
     return {
         prefix: float(landmark_squared_error(predicted, detected).mean()),
@@ -35,8 +43,12 @@ def landmark_metrics(prefix: str, predicted: torch.Tensor, detected: torch.Tenso
     }
 
 
-def truth_metrics(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], requested_deg: torch.Tensor,
-                  spread: dict[str, torch.Tensor]) -> dict[str, float]:
+def truth_metrics(
+    before: dict[str, torch.Tensor],
+    after: dict[str, torch.Tensor],
+    requested_deg: torch.Tensor,
+    spread: dict[str, torch.Tensor],
+) -> dict[str, float]:
     """Achieved vs requested rotation (degrees) and how far expression and identity moved (see the module docstring).
 
     Args:
@@ -82,8 +94,9 @@ class RotationChange:
     true: torch.Tensor | None
 
 
-def rotation_change(model: NRSfMModel, q0: torch.Tensor, target_q: torch.Tensor,
-                    original: Observation, edited: Observation) -> RotationChange:
+def rotation_change(
+    model: NRSfMModel, q0: torch.Tensor, target_q: torch.Tensor, original: Observation, edited: Observation
+) -> RotationChange:
     """The RotationChange of B edited faces: q0 = phi(w0) and target_q (B, D), both observations of the B faces."""
     both = original.found & edited.found
     angles = model.layout.rotation
@@ -104,7 +117,9 @@ def image_rotation_metrics(change: RotationChange) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for i, name in enumerate(ROTATION_NAMES):
         achieved, requested = change.on_image[:, i], change.requested[:, i]
-        metrics[f"{name} on the image, median |achieved - requested| [model deg]"] = median((achieved - requested).abs())
+        metrics[f"{name} on the image, median |achieved - requested| [model deg]"] = median(
+            (achieved - requested).abs()
+        )
         if change.true is not None:
             metrics[f"{name} true deg per model deg on the image"] = slope(change.true[:, i], achieved)
     return metrics
@@ -115,7 +130,9 @@ def true_rotation_change(before: dict[str, torch.Tensor], after: dict[str, torch
     return torch.remainder(after["rotation_deg"] - before["rotation_deg"] + 180.0, 360.0) - 180.0
 
 
-def preset_correlations(regressor, latent0: torch.Tensor, truth: dict[str, torch.Tensor], expression_names) -> dict[str, dict[str, float]]:
+def preset_correlations(
+    regressor, latent0: torch.Tensor, truth: dict[str, torch.Tensor], expression_names
+) -> dict[str, dict[str, float]]:
     """Pearson r of each derived direction's coordinate (from phi(w0)) with each true expression coefficient."""
     directions = derive_expression_directions(regressor.nrsfm)
     with torch.no_grad():
@@ -123,8 +140,10 @@ def preset_correlations(regressor, latent0: torch.Tensor, truth: dict[str, torch
     values = torch.cat([coordinates, truth["expression"].double()], 1).T
     correlation = torch.corrcoef(values)
     num = coordinates.shape[1]
-    return {name: {true_name: float(correlation[i, num + j]) for j, true_name in enumerate(expression_names)}
-            for i, name in enumerate(directions)}
+    return {
+        name: {true_name: float(correlation[i, num + j]) for j, true_name in enumerate(expression_names)}
+        for i, name in enumerate(directions)
+    }
 
 
 def slope(y: torch.Tensor, x: torch.Tensor) -> float:

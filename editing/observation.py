@@ -1,5 +1,6 @@
 """What rendered faces show: their detected landmarks, identity embeddings, the generator's ground truth
 and the attributes q the NRSfM model reads from the landmarks (`observe`)."""
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,9 @@ class Observation:
     q: torch.Tensor
 
 
-def image_attributes(model: NRSfMModel, landmarks: torch.Tensor, found: torch.Tensor, q_init: torch.Tensor) -> torch.Tensor:
+def image_attributes(
+    model: NRSfMModel, landmarks: torch.Tensor, found: torch.Tensor, q_init: torch.Tensor
+) -> torch.Tensor:
     """`nrsfm.fit_q` of the found faces' landmarks (B, L, 2), warm-started from q_init (B, D); NaN rows elsewhere."""
     q = torch.full_like(q_init, math.nan)
     if found.any():
@@ -39,8 +42,9 @@ def image_attributes(model: NRSfMModel, landmarks: torch.Tensor, found: torch.Te
     return q
 
 
-def observe(generator, detector, identity, regressor, latents: torch.Tensor, truncation_psi: float,
-            batch_size: int, label: str) -> Observation:
+def observe(
+    generator, detector, identity, regressor, latents: torch.Tensor, truncation_psi: float, batch_size: int, label: str
+) -> Observation:
     """Render latents (B, *S) in chunks, detect landmarks, embed identities, read the truth and fit the
     q each image shows (warm-started from phi)."""
     parts: dict[str, list] = {"landmarks": [], "found": [], "embedding": [], "truth": []}
@@ -67,4 +71,6 @@ def observe(generator, detector, identity, regressor, latents: torch.Tensor, tru
 def first_faces(observation: Observation, n: int) -> Observation:
     """The first n faces of `observation`."""
     truth = {k: v[:n] for k, v in observation.truth.items()} if observation.truth is not None else None
-    return Observation(observation.landmarks[:n], observation.found[:n], observation.embedding[:n], truth, observation.q[:n])
+    return Observation(
+        observation.landmarks[:n], observation.found[:n], observation.embedding[:n], truth, observation.q[:n]
+    )

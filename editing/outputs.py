@@ -8,6 +8,7 @@
   landmarks R(q_target) are drawn as green rings and the achieved ones as red dots.
 - Every file is written under a temporary name in the same folder and renamed into place.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from common.errors import UserError
-from common.shapes import check_finite, check_shape
 from common.io import atomic_path, save_npz_atomic
+from common.shapes import check_finite, check_shape
 
 TARGET_COLOR = (40, 220, 60)
 ACHIEVED_COLOR = (235, 40, 40)
@@ -31,7 +32,10 @@ def save_latents(path: str | Path, ws: torch.Tensor, metadata: dict[str, Any] | 
     """Write ws (N, num_ws, w_dim) as ``w`` with named extra arrays and JSON metadata; returns the path."""
     check_shape(ws, ("N", "num_ws", "w_dim"), "ws")
     check_finite(ws, "ws")
-    extra = {name: np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value) for name, value in arrays.items()}
+    extra = {
+        name: np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        for name, value in arrays.items()
+    }
     save_npz_atomic(path, w=ws.detach().cpu().float().numpy(), metadata=np.array(json.dumps(metadata or {})), **extra)
     return Path(path)
 
@@ -46,7 +50,9 @@ def load_latents(path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
             ws = torch.from_numpy(data["w"].astype(np.float32))
             metadata = json.loads(str(data["metadata"])) if "metadata" in data else {}
     except (OSError, KeyError, ValueError) as error:
-        raise UserError(f"{path} is not a latent file ({error}); give a .npz with an array w of shape (N, num_ws, w_dim)") from error
+        raise UserError(
+            f"{path} is not a latent file ({error}); give a .npz with an array w of shape (N, num_ws, w_dim)"
+        ) from error
     check_shape(ws, ("N", "num_ws", "w_dim"), f"w in {path}")
     check_finite(ws, f"w in {path}")
     return ws, metadata
@@ -59,7 +65,9 @@ def images_to_uint8(images: torch.Tensor) -> np.ndarray:
     return pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color: tuple[int, int, int], ring: bool = False) -> np.ndarray:
+def draw_landmarks(
+    image: np.ndarray, landmarks: np.ndarray, color: tuple[int, int, int], ring: bool = False
+) -> np.ndarray:
     """Copy of image (H, W, 3) uint8 with landmarks (L, 2), normalised (x / W, y / H), drawn as dots or rings."""
     check_shape(image, ("H", "W", 3), "image")
     check_shape(landmarks, ("L", 2), "landmarks")
@@ -73,8 +81,13 @@ def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color: tuple[int, i
     return np.asarray(canvas)
 
 
-def side_by_side(original: torch.Tensor, edited: torch.Tensor, target_landmarks: torch.Tensor,
-                 achieved_landmarks: torch.Tensor, reference: torch.Tensor | None = None) -> np.ndarray:
+def side_by_side(
+    original: torch.Tensor,
+    edited: torch.Tensor,
+    target_landmarks: torch.Tensor,
+    achieved_landmarks: torch.Tensor,
+    reference: torch.Tensor | None = None,
+) -> np.ndarray:
     """Grid image (B * H, C * W, 3) uint8: per face [reference |] original | edit | edit with target and
     achieved landmarks (C = 3, or 4 with a reference).
 
@@ -94,7 +107,9 @@ def side_by_side(original: torch.Tensor, edited: torch.Tensor, target_landmarks:
     target, achieved = (marks.detach().cpu().numpy() for marks in (target_landmarks, achieved_landmarks))
     rows = []
     for first, image0, image1, marks_target, marks_achieved in zip(firsts, before, after, target, achieved):
-        marked = draw_landmarks(draw_landmarks(image1, marks_target, TARGET_COLOR, ring=True), marks_achieved, ACHIEVED_COLOR)
+        marked = draw_landmarks(
+            draw_landmarks(image1, marks_target, TARGET_COLOR, ring=True), marks_achieved, ACHIEVED_COLOR
+        )
         panels = [image0, image1, marked] if first is None else [first, image0, image1, marked]
         rows.append(np.concatenate(panels, axis=1))
     return np.concatenate(rows, axis=0)

@@ -12,21 +12,21 @@ parameter, so a second call (or a call after a crash; the stages resume) rebuild
 `cfg.pipeline` holds ``landmarks`` (detector config name), ``num_samples``, ``seed``,
 ``num_basis``, ``style_mixing`` (W+ datasets only) and lists of extra overrides ``sample``, ``fit``, ``train`` for the three stages.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nrsfm import fit
-from sampling import sample
-from regressor import train
 from common.hashing import config_digest
-
+from nrsfm import fit
+from regressor import train
+from sampling import sample
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,13 @@ def sample_config(cfg: DictConfig) -> DictConfig:
     ``latent_space=w+`` it stores ws and mixes styles (``pipeline.style_mixing``), so that the W+
     regressor sees rows that differ."""
     pipeline = cfg.pipeline
-    overrides = ["~generator", f"paths.work_dir={cfg.paths.work_dir}", f"landmarks={pipeline.landmarks}",
-                 f"num_samples={pipeline.num_samples}", f"seed={pipeline.seed}"]
+    overrides = [
+        "~generator",
+        f"paths.work_dir={cfg.paths.work_dir}",
+        f"landmarks={pipeline.landmarks}",
+        f"num_samples={pipeline.num_samples}",
+        f"seed={pipeline.seed}",
+    ]
     if cfg.latent_space == "w+":
         overrides += ["save_ws=true", f"style_mixing={float(pipeline.style_mixing)}"]
     overrides += list(pipeline.sample)
@@ -66,8 +71,15 @@ def fit_dir_for(samples: Path, fit_cfg: DictConfig) -> Path:
 
 def fit_config(cfg: DictConfig, samples: Path) -> DictConfig:
     """The fit stage's config for the dataset `samples` and `cfg.pipeline`, with its cached `out_dir`."""
-    fit_cfg = compose_stage("fit", [f"paths.work_dir={cfg.paths.work_dir}", f"samples={samples}",
-                                    f"num_basis={cfg.pipeline.num_basis}", *cfg.pipeline.fit])
+    fit_cfg = compose_stage(
+        "fit",
+        [
+            f"paths.work_dir={cfg.paths.work_dir}",
+            f"samples={samples}",
+            f"num_basis={cfg.pipeline.num_basis}",
+            *cfg.pipeline.fit,
+        ],
+    )
     with open_dict(fit_cfg):
         fit_cfg.out_dir = str(fit_dir_for(samples, fit_cfg))
     return fit_cfg
@@ -88,8 +100,16 @@ def ensure_regressor(cfg: DictConfig) -> Path:
     if not ((fit_dir / "model.npz").is_file() and (fit_dir / "attributes.npz").is_file()):
         logger.info(f"fitting the NRSfM model into {fit_dir} (python -m nrsfm.fit)")
         fit.run(fit_cfg)
-    train_cfg = compose_stage("train", [f"paths.work_dir={cfg.paths.work_dir}", f"data.samples={samples}",
-                                        f"data.nrsfm_dir={fit_dir}", f"latent_space={cfg.latent_space}", *pipeline.train])
+    train_cfg = compose_stage(
+        "train",
+        [
+            f"paths.work_dir={cfg.paths.work_dir}",
+            f"data.samples={samples}",
+            f"data.nrsfm_dir={fit_dir}",
+            f"latent_space={cfg.latent_space}",
+            *pipeline.train,
+        ],
+    )
     path = train.default_regressor_path(train_cfg)
     if not path.is_file():
         logger.info(f"training the regressor into {path.parent} (python -m regressor.train)")

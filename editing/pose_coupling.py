@@ -9,15 +9,16 @@ part instead: alpha_target = alpha0 + (theta_target - theta0) A, with A (3, K) t
 slopes of alpha on the angles over the training faces (phi of the sampling stage's seeds).
 Its measured effect: docs/RESULTS.md, "Edit accuracy".
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
 
 import torch
 
+from common.shapes import check_finite, check_shape
 from editing.attributes import EditTarget
 from nrsfm.model import AttributeLayout
-from common.shapes import check_finite, check_shape
 
 
 def pose_coupling(q: torch.Tensor, layout: AttributeLayout) -> torch.Tensor:
@@ -31,7 +32,9 @@ def pose_coupling(q: torch.Tensor, layout: AttributeLayout) -> torch.Tensor:
     return torch.linalg.lstsq(design, q[:, layout.alpha].double()).solution[:3]
 
 
-def couple_held_alpha(target: EditTarget, q0: torch.Tensor, coupling: torch.Tensor, layout: AttributeLayout) -> EditTarget:
+def couple_held_alpha(
+    target: EditTarget, q0: torch.Tensor, coupling: torch.Tensor, layout: AttributeLayout
+) -> EditTarget:
     """`target` with every held alpha (constrained, not set by the edit) moved by the rotation change
     times `coupling` (3, K); q0 and target.q are (B, 8 + K). Alphas the edit sets or frees are kept."""
     check_shape(coupling, (3, layout.num_basis), "pose coupling")

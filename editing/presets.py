@@ -28,6 +28,7 @@ std of the smile coordinate is then about 0.5).
 Directions of different names need not be orthogonal; `editing.attributes.edit_target` solves for
 the smallest alpha change that meets all requested coordinates at once.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,8 +38,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import jacrev
 
-from nrsfm.model import NRSfMModel
 from common.shapes import check_shape
+from nrsfm.model import NRSfMModel
 
 PRESET_NAMES = ("smile", "mouth_open", "brows_raised")
 NUM_IBUG_LANDMARKS = 68
@@ -87,7 +88,9 @@ def expression_measurements(landmarks: torch.Tensor) -> torch.Tensor:
     return torch.stack([smile, mouth_open, brows], -1) / interocular[..., None]
 
 
-def derive_expression_directions(model: NRSfMModel, reference_q: torch.Tensor | None = None) -> dict[str, ExpressionDirection]:
+def derive_expression_directions(
+    model: NRSfMModel, reference_q: torch.Tensor | None = None
+) -> dict[str, ExpressionDirection]:
     """The direction of each name in PRESET_NAMES for `model` (see the module docstring).
 
     Args:
@@ -100,24 +103,30 @@ def derive_expression_directions(model: NRSfMModel, reference_q: torch.Tensor | 
             above the mouth, landmark 36 left of 45), or a measurement does not depend on alpha.
     """
     if model.num_landmarks != NUM_IBUG_LANDMARKS:
-        raise ValueError(f"expression presets ({', '.join(PRESET_NAMES)}) need a model of the 68 iBUG landmarks (landmarks=dlib "
-                         f"or fan), this one has {model.num_landmarks}; edit alpha.<k> directly instead")
+        raise ValueError(
+            f"expression presets ({', '.join(PRESET_NAMES)}) need a model of the 68 iBUG landmarks (landmarks=dlib "
+            f"or fan), this one has {model.num_landmarks}; edit alpha.<k> directly instead"
+        )
     q_mean = model.q_mean.double()
     alpha = model.layout.alpha
     std = model.q_std.double()[alpha]
     nrsfm = copy.deepcopy(model).double()  # .double() converts in place: never on the caller's model
 
     def measure(standardised_alpha: torch.Tensor) -> torch.Tensor:
-        q = torch.cat([q_mean[:alpha.start], q_mean[alpha] + std * standardised_alpha, q_mean[alpha.stop:]])
+        q = torch.cat([q_mean[: alpha.start], q_mean[alpha] + std * standardised_alpha, q_mean[alpha.stop :]])
         return expression_measurements(nrsfm(q))
 
     zero = torch.zeros(model.num_basis, dtype=torch.float64)
     landmarks = nrsfm(q_mean)
-    upright = (landmarks[list(EYES), 1].mean() < landmarks[list(MOUTH), 1].mean()
-               and landmarks[OUTER_EYE_CORNERS[0], 0] < landmarks[OUTER_EYE_CORNERS[1], 0])
+    upright = (
+        landmarks[list(EYES), 1].mean() < landmarks[list(MOUTH), 1].mean()
+        and landmarks[OUTER_EYE_CORNERS[0], 0] < landmarks[OUTER_EYE_CORNERS[1], 0]
+    )
     if not upright:
-        raise ValueError("the NRSfM model's mean face is not upright in the image (eyes above the mouth, landmark 36 left of 45); "
-                         "expression presets cannot be derived from it")
+        raise ValueError(
+            "the NRSfM model's mean face is not upright in the image (eyes above the mouth, landmark 36 left of 45); "
+            "expression presets cannot be derived from it"
+        )
     gradients = jacrev(measure)(zero)  # (3, K)
     directions = {}
     for name, gradient in zip(PRESET_NAMES, gradients):
@@ -130,25 +139,42 @@ def derive_expression_directions(model: NRSfMModel, reference_q: torch.Tensor | 
     check_shape(reference_q, ("N", model.layout.dim), "reference_q")
     if len(reference_q) < 2:
         raise ValueError("reference_q needs at least 2 faces to give a standard deviation")
-    projections = model.standardise(reference_q.double())[:, model.layout.alpha] @ direction_matrix(directions).double().T
+    projections = (
+        model.standardise(reference_q.double())[:, model.layout.alpha] @ direction_matrix(directions).double().T
+    )
     means, scales = projections.mean(0), projections.std(0)
-    return {name: dataclasses.replace(entry, mean=float(means[i]), scale=float(scales[i]), gain=entry.gain * float(scales[i]))
-            for i, (name, entry) in enumerate(directions.items())}
+    return {
+        name: dataclasses.replace(
+            entry, mean=float(means[i]), scale=float(scales[i]), gain=entry.gain * float(scales[i])
+        )
+        for i, (name, entry) in enumerate(directions.items())
+    }
 
 
-def attribute_sample(generator, regressor, truncation_psi: float = 1.0, num_samples: int = 2000, seed: int = 0,
-                     batch_size: int = 500) -> torch.Tensor:
+def attribute_sample(
+    generator, regressor, truncation_psi: float = 1.0, num_samples: int = 2000, seed: int = 0, batch_size: int = 500
+) -> torch.Tensor:
     """phi of the faces of seeds seed .. seed + num_samples - 1 (by default the sampling stage's training
     seeds): reference attributes (num_samples, 8 + K) for `derive_expression_directions`."""
     from editing.latents import latents_from_seeds
 
     seeds = list(range(int(seed), int(seed) + int(num_samples)))
     with torch.no_grad():
-        return torch.cat([regressor(latents_from_seeds(generator, seeds[i:i + batch_size], regressor.latent_space, truncation_psi)
-                                    .to(regressor.nrsfm.q_mean.dtype)) for i in range(0, len(seeds), batch_size)])
+        return torch.cat(
+            [
+                regressor(
+                    latents_from_seeds(generator, seeds[i : i + batch_size], regressor.latent_space, truncation_psi).to(
+                        regressor.nrsfm.q_mean.dtype
+                    )
+                )
+                for i in range(0, len(seeds), batch_size)
+            ]
+        )
 
 
-def expression_coordinates(q: torch.Tensor, model: NRSfMModel, directions: dict[str, ExpressionDirection]) -> torch.Tensor:
+def expression_coordinates(
+    q: torch.Tensor, model: NRSfMModel, directions: dict[str, ExpressionDirection]
+) -> torch.Tensor:
     """Coordinates c = u . a of faces along `directions` (in their order): q (B, 8 + K) -> (B, P)."""
     check_shape(q, ("B", model.layout.dim), "q")
     standardised = model.standardise(q)[:, model.layout.alpha]
@@ -156,7 +182,9 @@ def expression_coordinates(q: torch.Tensor, model: NRSfMModel, directions: dict[
     return (standardised @ direction_matrix(directions).to(q.dtype).T - means) / scales
 
 
-def _coordinate_frame(directions: dict[str, ExpressionDirection], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _coordinate_frame(
+    directions: dict[str, ExpressionDirection], like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(P,) means and (P,) scales of the coordinates."""
     means = torch.tensor([entry.mean for entry in directions.values()], dtype=like.dtype)
     scales = torch.tensor([entry.scale for entry in directions.values()], dtype=like.dtype)
@@ -168,8 +196,9 @@ def direction_matrix(directions: dict[str, ExpressionDirection]) -> torch.Tensor
     return torch.stack([entry.direction for entry in directions.values()])
 
 
-def move_along_directions(q_base: torch.Tensor, goal: torch.Tensor, model: NRSfMModel,
-                          directions: dict[str, ExpressionDirection]) -> torch.Tensor:
+def move_along_directions(
+    q_base: torch.Tensor, goal: torch.Tensor, model: NRSfMModel, directions: dict[str, ExpressionDirection]
+) -> torch.Tensor:
     """The smallest change of the alphas of `q_base` that puts the faces at coordinates `goal`.
 
     Args:

@@ -11,6 +11,7 @@ latent file with one face) takes the driver's ``parts`` (pose, expression or bot
 warm-started from the previous frames' results. Writes reenact.mp4 (driving | result), reenact.png
 (a strip of frames), edited.npz (w (T, num_ws, w_dim)) and q.csv (`editing.reenact_outputs`) and prints where.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,7 +48,9 @@ def read_driving(cfg: DictConfig, generator: Generator, frames: FrameRange) -> S
     if is_image_source(cfg.driving):
         return read_source(cfg.driving, frames)
     if not isinstance(cfg.driving, str) or not cfg.driving.endswith(".npz"):
-        raise UserError(f"cannot read a driving face from {cfg.driving!r}; give a video, a folder of pictures or a latent .npz")
+        raise UserError(
+            f"cannot read a driving face from {cfg.driving!r}; give a video, a folder of pictures or a latent .npz"
+        )
     latents = latents_from_file(generator, cfg.driving, "w+")
     chosen = list(frames.indices(len(latents), f"latent file {cfg.driving}"))
     images = render(generator, latents[chosen], "w+", float(cfg.truncation_psi))
@@ -58,14 +61,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Re-enact `cfg.target` from `cfg.driving`; returns the output paths, counts and the seconds per stage."""
     seconds: dict[str, float] = {}
     if cfg.parts not in PARTS or cfg.mode not in MODES:
-        raise UserError(f"parts must be one of {', '.join(PARTS)} and mode one of {', '.join(MODES)}, got {cfg.parts!r}, {cfg.mode!r}")
-    frame_range = FrameRange(int(cfg.frames.start), None if cfg.frames.stop is None else int(cfg.frames.stop), int(cfg.frames.step))
+        raise UserError(
+            f"parts must be one of {', '.join(PARTS)} and mode one of {', '.join(MODES)}, got {cfg.parts!r}, {cfg.mode!r}"
+        )
+    frame_range = FrameRange(
+        int(cfg.frames.start), None if cfg.frames.stop is None else int(cfg.frames.stop), int(cfg.frames.step)
+    )
     smoothing = TemporalFilter(**OmegaConf.to_container(cfg.smoothing, resolve=True))
     generator = load_generator(cfg)
     psi = float(cfg.truncation_psi)
     latent_target = resolve_faces(generator, cfg.target, cfg.latent_space, psi)
     if len(latent_target) != 1:
-        raise UserError(f"target must be one face, got {len(latent_target)}; give one seed or a latent file holding one face")
+        raise UserError(
+            f"target must be one face, got {len(latent_target)}; give one seed or a latent file holding one face"
+        )
     clock = time.perf_counter()
     driving = read_driving(cfg, generator, frame_range)
     seconds["read"] = time.perf_counter() - clock
@@ -80,7 +89,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     latent_target = latent_target.to(model.q_mean.dtype)
     with torch.no_grad():
         q0 = regressor(latent_target)
-    target = reenact_target(q0, q_smoothed, cfg.parts, cfg.mode, model, strict=bool(cfg.strict), num_std=float(cfg.num_std))
+    target = reenact_target(
+        q0, q_smoothed, cfg.parts, cfg.mode, model, strict=bool(cfg.strict), num_std=float(cfg.num_std)
+    )
     target = hold_alpha(cfg, generator, regressor, q0.expand(len(target.q), -1), target)
     latents, q_edit = edit_frames(cfg, generator, regressor, latent_target, target, int(cfg.batch_size))
     if cfg.smooth_latents:
@@ -95,30 +106,60 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     resolution = int(cfg.resolution) if cfg.resolution is not None else generator.img_resolution
     with torch.no_grad():
         target_landmarks = model(torch.where(target.constrained, target.q, q_edit)) if cfg.draw_landmarks else None
-    frames = compose_frames(driving.frames, result_images, resolution, observed.landmarks if cfg.draw_landmarks else None,
-                            observed.found, target_landmarks)
+    frames = compose_frames(
+        driving.frames,
+        result_images,
+        resolution,
+        observed.landmarks if cfg.draw_landmarks else None,
+        observed.found,
+        target_landmarks,
+    )
     with torch.no_grad():
         ws, ws_target = (generator.to_ws(latent, regressor.latent_space, psi) for latent in (latents, latent_target))
-    metadata = {"command": "reenact", "generator": generator.name, "generator_checksum": generator.checksum(),
-                "latent_space": regressor.latent_space, "truncation_psi": psi, "driving": str(cfg.driving),
-                "target": str(cfg.target), "parts": cfg.parts, "mode": cfg.mode, "smoothing": smoothing.describe(),
-                "smooth_latents": bool(cfg.smooth_latents),
-                "frames_without_face": observed.num_missing, "edit": OmegaConf.to_container(cfg.edit, resolve=True),
-                "regressor": regressor.metadata["path"]}
+    metadata = {
+        "command": "reenact",
+        "generator": generator.name,
+        "generator_checksum": generator.checksum(),
+        "latent_space": regressor.latent_space,
+        "truncation_psi": psi,
+        "driving": str(cfg.driving),
+        "target": str(cfg.target),
+        "parts": cfg.parts,
+        "mode": cfg.mode,
+        "smoothing": smoothing.describe(),
+        "smooth_latents": bool(cfg.smooth_latents),
+        "frames_without_face": observed.num_missing,
+        "edit": OmegaConf.to_container(cfg.edit, resolve=True),
+        "regressor": regressor.metadata["path"],
+    }
     q = {"driving": observed.q, "smoothed": q_smoothed, "target": target.q, "achieved": q_edit}
     out_dir = output_dir(cfg, "reenact", generator.name)
     fps = float(cfg.fps) if cfg.fps is not None else driving.fps
-    paths = write_reenact_outputs(out_dir, frames, fps, ws, ws_target, model.layout, driving.names, observed.found, q,
-                                  target.mask, metadata)
+    paths = write_reenact_outputs(
+        out_dir, frames, fps, ws, ws_target, model.layout, driving.names, observed.found, q, target.mask, metadata
+    )
     seconds["write"] = time.perf_counter() - clock
     num_frames = len(driving.frames)
-    print(f"reenact: {num_frames} frames, {observed.num_missing} without a face (interpolated in q); "
-          f"smoothing: {smoothing.describe()}")
+    print(
+        f"reenact: {num_frames} frames, {observed.num_missing} without a face (interpolated in q); "
+        f"smoothing: {smoothing.describe()}"
+    )
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
-    return {"out_dir": Path(out_dir), **paths, "num_frames": num_frames, "num_interpolated": observed.num_missing,
-            "smoothing": smoothing.describe(), "seconds": seconds, "latents_array": latents, "q_edit": q_edit,
-            "q_driving": observed.q, "found": observed.found, "fps": fps, "frame_names": driving.names}
+    return {
+        "out_dir": Path(out_dir),
+        **paths,
+        "num_frames": num_frames,
+        "num_interpolated": observed.num_missing,
+        "smoothing": smoothing.describe(),
+        "seconds": seconds,
+        "latents_array": latents,
+        "q_edit": q_edit,
+        "q_driving": observed.q,
+        "found": observed.found,
+        "fps": fps,
+        "frame_names": driving.names,
+    }
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="reenact")

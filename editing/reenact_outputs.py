@@ -11,6 +11,7 @@
   smoothed, target and achieved (phi of the result) q, each entry named ``<kind>.<entry>``, with
   pitch, yaw and roll in degrees.
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,14 @@ from nrsfm.model import AttributeLayout
 Q_KINDS = ("driving", "smoothed", "target", "achieved")
 
 
-def compose_frames(driving: np.ndarray, result: torch.Tensor, resolution: int, driving_landmarks: torch.Tensor | None = None,
-                   found: torch.Tensor | None = None, target_landmarks: torch.Tensor | None = None) -> np.ndarray:
+def compose_frames(
+    driving: np.ndarray,
+    result: torch.Tensor,
+    resolution: int,
+    driving_landmarks: torch.Tensor | None = None,
+    found: torch.Tensor | None = None,
+    target_landmarks: torch.Tensor | None = None,
+) -> np.ndarray:
     """Side-by-side frames (T, R, 2R, 3) uint8: driving (T, S, S, 3) uint8 | result (T, 3, H, H) in [-1, 1],
     each resized to R = `resolution`; landmarks (T, L, 2) normalised, driving ones drawn where `found` (T,)."""
     panels = []
@@ -61,8 +68,10 @@ def q_table(layout: AttributeLayout, names: list[str], found: torch.Tensor, q: d
     angles = set(range(layout.rotation.start, layout.rotation.stop))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["frame", "name", "found"] + [f"{kind}.{entry}{'[deg]' if i in angles else ''}"
-                                                  for kind in Q_KINDS for i, entry in enumerate(entries)])
+    writer.writerow(
+        ["frame", "name", "found"]
+        + [f"{kind}.{entry}{'[deg]' if i in angles else ''}" for kind in Q_KINDS for i, entry in enumerate(entries)]
+    )
     values = {kind: q[kind].detach().cpu().double().numpy().copy() for kind in Q_KINDS}
     for array in values.values():
         array[:, sorted(angles)] = np.degrees(array[:, sorted(angles)])
@@ -74,16 +83,38 @@ def q_table(layout: AttributeLayout, names: list[str], found: torch.Tensor, q: d
     return buffer.getvalue()
 
 
-def write_reenact_outputs(out_dir: str | Path, frames: np.ndarray, fps: float, ws: torch.Tensor, ws_target: torch.Tensor,
-                          layout: AttributeLayout, names: list[str], found: torch.Tensor, q: dict[str, torch.Tensor],
-                          mask: torch.Tensor, metadata: dict[str, Any], num_strip: int = 8) -> dict[str, Path]:
+def write_reenact_outputs(
+    out_dir: str | Path,
+    frames: np.ndarray,
+    fps: float,
+    ws: torch.Tensor,
+    ws_target: torch.Tensor,
+    layout: AttributeLayout,
+    names: list[str],
+    found: torch.Tensor,
+    q: dict[str, torch.Tensor],
+    mask: torch.Tensor,
+    metadata: dict[str, Any],
+    num_strip: int = 8,
+) -> dict[str, Path]:
     """Write the files of the module docstring: frames (T, R, 2R, 3) uint8 from `compose_frames`, ws (T, num_ws, w_dim),
     ws_target (1, num_ws, w_dim), q as in `q_table`; returns {"video", "strip", "latents", "csv"} paths."""
     out_dir = Path(out_dir)
-    paths = {"video": write_video(out_dir / "reenact.mp4", frames, fps),
-             "strip": save_png(out_dir / "reenact.png", strip(frames, num_strip))}
-    paths["latents"] = save_latents(out_dir / "edited.npz", ws, metadata, w_original=ws_target, q_driving=q["driving"],
-                                    q_driving_smoothed=q["smoothed"], q_target=q["target"], q_edit=q["achieved"],
-                                    found=found, mask=mask)
+    paths = {
+        "video": write_video(out_dir / "reenact.mp4", frames, fps),
+        "strip": save_png(out_dir / "reenact.png", strip(frames, num_strip)),
+    }
+    paths["latents"] = save_latents(
+        out_dir / "edited.npz",
+        ws,
+        metadata,
+        w_original=ws_target,
+        q_driving=q["driving"],
+        q_driving_smoothed=q["smoothed"],
+        q_target=q["target"],
+        q_edit=q["achieved"],
+        found=found,
+        mask=mask,
+    )
     paths["csv"] = write_text_atomic(out_dir / "q.csv", q_table(layout, names, found, q))
     return paths

@@ -15,6 +15,7 @@ Both starts change smoothly from frame to frame, so the results do; starting eac
 last result of the batch before would change the start in steps at batch borders, and the rendered
 face jumps there (the editor's result depends on its start along directions phi does not see).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -35,8 +36,16 @@ PARTS = {"pose": ["rotation"], "expression": ["expression"], "both": ["rotation"
 MODES = ("absolute", "relative")
 
 
-def reenact_target(q_target: torch.Tensor, q_driving: torch.Tensor, parts: str, mode: str, model: NRSfMModel, *,
-                   strict: bool = False, num_std: float = 3.0) -> EditTarget:
+def reenact_target(
+    q_target: torch.Tensor,
+    q_driving: torch.Tensor,
+    parts: str,
+    mode: str,
+    model: NRSfMModel,
+    *,
+    strict: bool = False,
+    num_std: float = 3.0,
+) -> EditTarget:
     """Per-frame EditTarget: q_target (1, D) the target face, q_driving (T, D) the driver per frame
     (no NaN) -> q (T, D) as the module docstring says, clamped to the training range (`strict`: refused)."""
     if parts not in PARTS:
@@ -50,8 +59,14 @@ def reenact_target(q_target: torch.Tensor, q_driving: torch.Tensor, parts: str, 
     return transfer_target(source.to(q_target), destination, PARTS[parts], model, strict=strict, num_std=num_std)
 
 
-def edit_frames(cfg: DictConfig, generator: nn.Module, regressor: nn.Module, latent_target: torch.Tensor,
-                target: EditTarget, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def edit_frames(
+    cfg: DictConfig,
+    generator: nn.Module,
+    regressor: nn.Module,
+    latent_target: torch.Tensor,
+    target: EditTarget,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Edit latent_target (1, *S) toward every frame of `target` (q (T, D)): latents (T, *S) and their phi (T, D).
 
     Two passes as in the module docstring; an editor that takes a ``start`` (gradient) keeps
@@ -62,7 +77,11 @@ def edit_frames(cfg: DictConfig, generator: nn.Module, regressor: nn.Module, lat
     check_shape(latent_target, (1, *regressor.latent_shape), "target latent")
     parameters = inspect.signature(instantiate(cfg.edit)).parameters
     metric = latent_metric(cfg, generator)
-    identity = build(cfg.identity, "identity network") if "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0 else None
+    identity = (
+        build(cfg.identity, "identity network")
+        if "identity" in parameters and float(cfg.edit.get("lambda_id", 0)) > 0
+        else None
+    )
     latent_target = latent_target.to(regressor.nrsfm.q_mean.dtype)
     num_frames = len(target.q)
 
@@ -73,12 +92,22 @@ def edit_frames(cfg: DictConfig, generator: nn.Module, regressor: nn.Module, lat
             chunk = EditTarget(target.q[rows], target.mask, target.constrained)
             begin = starts[rows].clone()
             if "start" in parameters:
-                result = apply_editor(cfg, generator, regressor, latent_target.expand_as(begin), chunk, metric=metric,
-                                      identity=identity, start=begin)
+                result = apply_editor(
+                    cfg,
+                    generator,
+                    regressor,
+                    latent_target.expand_as(begin),
+                    chunk,
+                    metric=metric,
+                    identity=identity,
+                    start=begin,
+                )
             else:
                 result = apply_editor(cfg, generator, regressor, begin, chunk, metric=metric)
             if not torch.isfinite(result.latent).all():
-                raise UserError("an edit diverged (non-finite latents); add damping (edit.damping=...) or smooth the driver more")
+                raise UserError(
+                    "an edit diverged (non-finite latents); add damping (edit.damping=...) or smooth the driver more"
+                )
             latents.append(result.latent.detach())
             qs.append(result.q.detach())
         return torch.cat(latents), torch.cat(qs)

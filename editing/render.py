@@ -9,6 +9,7 @@
   the reference column shows e.g. the source faces of a transfer;
 - ``trajectory.gif``: the straight latent path from the original to the edit.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,14 +23,17 @@ from editing.attributes import EditTarget
 from editing.outputs import interpolate_latents, save_gif, save_latents, save_png, side_by_side
 
 
-def render(generator: Generator, latents: torch.Tensor, latent_space: str, truncation_psi: float = 1.0,
-           batch_size: int = 8) -> torch.Tensor:
+def render(
+    generator: Generator, latents: torch.Tensor, latent_space: str, truncation_psi: float = 1.0, batch_size: int = 8
+) -> torch.Tensor:
     """Latents (B, *S) in `latent_space` -> images (B, 3, R, R) in [-1, 1], without gradients, in chunks."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     with torch.no_grad():
-        chunks = [generator.synthesis(generator.to_ws(chunk, latent_space, truncation_psi))
-                  for chunk in latents.split(batch_size)]
+        chunks = [
+            generator.synthesis(generator.to_ws(chunk, latent_space, truncation_psi))
+            for chunk in latents.split(batch_size)
+        ]
     return torch.cat(chunks)
 
 
@@ -64,16 +68,37 @@ def write_edit_outputs(
     with torch.no_grad():
         ws0, ws = (generator.to_ws(x, space, truncation_psi) for x in (latent0, latent))
         q0, q_edit = regressor(latent0), regressor(latent)
-        target_landmarks = regressor.nrsfm(torch.where(target.constrained.to(q_edit.device), target.q.to(q_edit), q_edit))
+        target_landmarks = regressor.nrsfm(
+            torch.where(target.constrained.to(q_edit.device), target.q.to(q_edit), q_edit)
+        )
         achieved = regressor.nrsfm(q_edit) if achieved_landmarks is None else achieved_landmarks
-    meta = {"generator": generator.name, "generator_checksum": generator.checksum(), "latent_space": space,
-            "truncation_psi": truncation_psi, **(metadata or {})}
-    paths = {"latents": save_latents(out_dir / "edited.npz", ws, meta, w_original=ws0, q_original=q0, q_target=target.q,
-                                     q_edit=q_edit, mask=target.mask)}
+    meta = {
+        "generator": generator.name,
+        "generator_checksum": generator.checksum(),
+        "latent_space": space,
+        "truncation_psi": truncation_psi,
+        **(metadata or {}),
+    }
+    paths = {
+        "latents": save_latents(
+            out_dir / "edited.npz",
+            ws,
+            meta,
+            w_original=ws0,
+            q_original=q0,
+            q_target=target.q,
+            q_edit=q_edit,
+            mask=target.mask,
+        )
+    }
     images0 = render(generator, latent0, space, truncation_psi, batch_size)
     images = render(generator, latent, space, truncation_psi, batch_size)
-    reference = None if reference_latent is None else render(generator, reference_latent, space, truncation_psi, batch_size)
-    paths["side_by_side"] = save_png(out_dir / "edit.png", side_by_side(images0, images, target_landmarks, achieved, reference))
+    reference = (
+        None if reference_latent is None else render(generator, reference_latent, space, truncation_psi, batch_size)
+    )
+    paths["side_by_side"] = save_png(
+        out_dir / "edit.png", side_by_side(images0, images, target_landmarks, achieved, reference)
+    )
     if num_frames > 0:
         path = interpolate_latents(latent0, latent, num_frames)
         frames = render(generator, path.flatten(0, 1), space, truncation_psi, batch_size)

@@ -6,6 +6,7 @@ degrees, smiling = the mean expression moved 2 std along the smile direction der
 `editing.presets`), the rest of q kept (docs/METHOD.md, "Uses"). A preset is an edit request as in
 `editing.attributes`. Writes edited.npz, edit.png and trajectory.gif and prints where.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,11 +14,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from common.cli import exit_on_user_error, launch
+from common.errors import UserError
 from editing.attributes import edit_target, flatten_changes
 from editing.latents import latents_from_seeds
 from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
-from common.cli import exit_on_user_error, launch
-from common.errors import UserError
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -26,14 +27,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"n must be at least 1, got {cfg.n}")
     changes = flatten_changes(OmegaConf.to_container(cfg.preset, resolve=True))
     if not changes:
-        raise UserError("the preset changes nothing; choose preset=frontal, neutral, frontal_neutral, rotated or smiling")
+        raise UserError(
+            "the preset changes nothing; choose preset=frontal, neutral, frontal_neutral, rotated or smiling"
+        )
     generator = load_generator(cfg)
     regressor = load_regressor(cfg, generator)
     seeds = list(range(int(cfg.seed), int(cfg.seed) + int(cfg.n)))
-    latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(regressor.nrsfm.q_mean.dtype)
+    latent0 = latents_from_seeds(generator, seeds, cfg.latent_space, float(cfg.truncation_psi)).to(
+        regressor.nrsfm.q_mean.dtype
+    )
     q0 = regressor(latent0).detach()
-    target = edit_target(q0, changes, regressor.nrsfm, free=list(cfg.free), strict=bool(cfg.strict), num_std=float(cfg.num_std),
-                         directions=expression_directions(cfg, generator, regressor, changes))
+    target = edit_target(
+        q0,
+        changes,
+        regressor.nrsfm,
+        free=list(cfg.free),
+        strict=bool(cfg.strict),
+        num_std=float(cfg.num_std),
+        directions=expression_directions(cfg, generator, regressor, changes),
+    )
     target = hold_alpha(cfg, generator, regressor, q0, target)
     result = apply_editor(cfg, generator, regressor, latent0, target)
     return finish(cfg, "sample", generator, regressor, latent0, result, target, {"seeds": seeds, "changes": changes})

@@ -7,6 +7,7 @@ A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) h
 `editing.pipeline` build one), ``pipeline``, ``strict``, ``num_std``, ``free``, ``num_frames`` and
 ``out_dir`` (null: a folder under ``${paths.work_dir}/<command>/`` named by a hash of the whole request).
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,6 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from backbones.generator import Generator
+from common.cli import build, check_config_complete
+from common.errors import UserError
+from common.hashing import config_digest
 from editing.attributes import EditTarget
 from editing.compatibility import check_regressor_matches, latent_shape_of
 from editing.latent_prior import latent_spread
@@ -28,10 +32,7 @@ from editing.pipeline import ensure_regressor
 from editing.pose_coupling import couple_held_alpha, pose_coupling
 from editing.presets import PRESET_NAMES, ExpressionDirection, attribute_sample, derive_expression_directions
 from editing.render import write_edit_outputs
-from common.errors import UserError
-from common.cli import build, check_config_complete
 from regressor.export import load_attribute_regressor
-from common.hashing import config_digest
 
 CHOICES = {"latent_metric": ("spread", "euclidean"), "hold_alpha": ("fixed", "coupled")}
 
@@ -67,16 +68,21 @@ def training_attributes(cfg: DictConfig, generator: Generator, regressor: nn.Mod
     """phi of the training seeds (``pipeline.seed``, ``pipeline.num_samples``): (N, 8 + K) reference attributes,
     computed once for the latest generator and regressor (an edit that names a preset under the coupled
     hold asks twice). Read-only."""
-    return _training_attributes(generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed))
+    return _training_attributes(
+        generator, regressor, float(cfg.truncation_psi), int(cfg.pipeline.num_samples), int(cfg.pipeline.seed)
+    )
 
 
 @functools.lru_cache(maxsize=1)
-def _training_attributes(generator: Generator, regressor: nn.Module, truncation_psi: float, num_samples: int, seed: int) -> torch.Tensor:
+def _training_attributes(
+    generator: Generator, regressor: nn.Module, truncation_psi: float, num_samples: int, seed: int
+) -> torch.Tensor:
     return attribute_sample(generator, regressor, truncation_psi, num_samples, seed)
 
 
-def expression_directions(cfg: DictConfig, generator: Generator, regressor: nn.Module,
-                          changes: dict[str, float]) -> dict[str, ExpressionDirection] | None:
+def expression_directions(
+    cfg: DictConfig, generator: Generator, regressor: nn.Module, changes: dict[str, float]
+) -> dict[str, ExpressionDirection] | None:
     """The derived expression directions when `changes` name a preset (smile, ...), else None; their
     coordinates are scaled by phi of the training seeds (``pipeline.seed``, ``pipeline.num_samples``)."""
     if not {name.removeprefix("delta.") for name in changes} & set(PRESET_NAMES):
@@ -84,7 +90,9 @@ def expression_directions(cfg: DictConfig, generator: Generator, regressor: nn.M
     return derive_expression_directions(regressor.nrsfm, training_attributes(cfg, generator, regressor))
 
 
-def hold_alpha(cfg: DictConfig, generator: Generator, regressor: nn.Module, q0: torch.Tensor, target: EditTarget) -> EditTarget:
+def hold_alpha(
+    cfg: DictConfig, generator: Generator, regressor: nn.Module, q0: torch.Tensor, target: EditTarget
+) -> EditTarget:
     """`target` as ``cfg.hold_alpha`` asks: unchanged for ``fixed``; for ``coupled`` the held alphas follow
     the turn (`editing.pose_coupling`), the coupling fitted on phi of the training seeds (``pipeline.seed``,
     ``pipeline.num_samples``). q0 (B, D) are the faces' attributes before the edit."""
@@ -109,9 +117,17 @@ def editable_rows(cfg: DictConfig) -> list[int] | None:
     return [int(cfg.rows)] if isinstance(cfg.rows, int) else [int(row) for row in cfg.rows]
 
 
-def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, latent0: torch.Tensor, target: EditTarget,
-                 editor: DictConfig | None = None, identity: nn.Module | None = None, metric: torch.Tensor | None = None,
-                 start: torch.Tensor | None = None):
+def apply_editor(
+    cfg: DictConfig,
+    generator: Generator,
+    regressor: nn.Module,
+    latent0: torch.Tensor,
+    target: EditTarget,
+    editor: DictConfig | None = None,
+    identity: nn.Module | None = None,
+    metric: torch.Tensor | None = None,
+    start: torch.Tensor | None = None,
+):
     """Run an editor on latent0 (B, *S) toward `target`, the one way every command calls one.
 
     `editor` is a conf/edit node (default ``cfg.edit``); it changes only the rows of ws ``cfg.rows``
@@ -129,7 +145,9 @@ def apply_editor(cfg: DictConfig, generator: Generator, regressor: nn.Module, la
     if "start" in parameters and start is not None:
         runtime["start"] = start
     if "identity" in parameters and float(editor_cfg.get("lambda_id", 0)) > 0:
-        runtime.update(generator=generator, identity=identity if identity is not None else build(cfg.identity, "identity network"))
+        runtime.update(
+            generator=generator, identity=identity if identity is not None else build(cfg.identity, "identity network")
+        )
     return edit(regressor, latent0.to(regressor.nrsfm.q_mean.dtype), target, **runtime)
 
 
@@ -143,19 +161,43 @@ def output_dir(cfg: DictConfig, command: str, generator_name: str) -> Path:
     return Path(cfg.paths.work_dir) / command / f"{generator_name}-{digest}"
 
 
-def finish(cfg: DictConfig, command: str, generator: Generator, regressor: nn.Module, latent0: torch.Tensor,
-           result, target: EditTarget, request: dict[str, Any], reference_latent: torch.Tensor | None = None) -> dict[str, Any]:
+def finish(
+    cfg: DictConfig,
+    command: str,
+    generator: Generator,
+    regressor: nn.Module,
+    latent0: torch.Tensor,
+    result,
+    target: EditTarget,
+    request: dict[str, Any],
+    reference_latent: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """Write the outputs of an edit, print where and how close it came; returns paths and errors.
 
     `reference_latent` (B, *S), e.g. a transfer's source faces, is shown first in edit.png."""
     if not torch.isfinite(result.latent).all():
-        raise UserError("the edit diverged (non-finite latents); ask for a smaller change, add damping, or lower the learning rate")
+        raise UserError(
+            "the edit diverged (non-finite latents); ask for a smaller change, add damping, or lower the learning rate"
+        )
     out_dir = output_dir(cfg, command, generator.name)
-    metadata = {"command": command, "request": request, "edit": OmegaConf.to_container(cfg.edit, resolve=True),
-                "regressor": regressor.metadata["path"]}
-    paths = write_edit_outputs(out_dir, generator, regressor, latent0, result.latent, target, metadata=metadata,
-                               truncation_psi=float(cfg.truncation_psi), num_frames=int(cfg.num_frames),
-                               reference_latent=reference_latent)
+    metadata = {
+        "command": command,
+        "request": request,
+        "edit": OmegaConf.to_container(cfg.edit, resolve=True),
+        "regressor": regressor.metadata["path"],
+    }
+    paths = write_edit_outputs(
+        out_dir,
+        generator,
+        regressor,
+        latent0,
+        result.latent,
+        target,
+        metadata=metadata,
+        truncation_psi=float(cfg.truncation_psi),
+        num_frames=int(cfg.num_frames),
+        reference_latent=reference_latent,
+    )
     rows = target.constrained
     scale = regressor.nrsfm.q_std.to(result.q)[rows]
     residual = ((result.q[:, rows] - target.q.to(result.q)[:, rows]) / scale).abs()

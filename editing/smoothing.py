@@ -13,6 +13,7 @@ Angles in q are radians and are unwrapped before smoothing, so a turn through +-
 pose jitters from frame to frame even for smooth targets (phi is piecewise linear, so an edit's step
 changes abruptly where its ReLU pattern does).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,8 +41,10 @@ class TemporalFilter:
         if self.name not in FILTERS:
             raise ValueError(f"smoothing.name must be one of {', '.join(FILTERS)}, got {self.name!r}")
         if self.name == "savgol" and not (self.window >= 3 and self.window % 2 == 1 and 0 <= self.order < self.window):
-            raise ValueError(f"smoothing needs an odd window >= 3 and 0 <= order < window, got window={self.window}, "
-                             f"order={self.order}")
+            raise ValueError(
+                f"smoothing needs an odd window >= 3 and 0 <= order < window, got window={self.window}, "
+                f"order={self.order}"
+            )
 
     def describe(self) -> str:
         """The filter and its settings in words, for reports and file metadata."""

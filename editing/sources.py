@@ -8,6 +8,7 @@ the generator's square images do. Landmarks come from the detector the NRSfM mod
 units (B, L, 2), and q from `nrsfm.fit_q`, batched over frames and warm-started (`fit_frames`).
 Frames without a face are skipped and counted; a source without any face is a UserError.
 """
+
 from __future__ import annotations
 
 import logging
@@ -100,7 +101,9 @@ def read_image(path: Path) -> np.ndarray:
     try:
         image = iio.imread(path)
     except (OSError, ValueError, SyntaxError) as error:
-        raise UserError(f"cannot read image {path} ({' '.join(str(error).split())[:120]}); give a .png or .jpg photo") from error
+        raise UserError(
+            f"cannot read image {path} ({' '.join(str(error).split())[:120]}); give a .png or .jpg photo"
+        ) from error
     return as_rgb(np.asarray(image), path)
 
 
@@ -122,7 +125,9 @@ def read_source(path: str | Path, frames: FrameRange = ALL_FRAMES) -> SourceFram
         chosen = [files[index] for index in frames.indices(len(files), f"folder {path}")]
         pictures = [square(read_image(file)) for file in chosen]
         side = pictures[0].shape[0]
-        return SourceFrames(np.stack([resized(picture, side) for picture in pictures]), DEFAULT_FPS, [file.name for file in chosen])
+        return SourceFrames(
+            np.stack([resized(picture, side) for picture in pictures]), DEFAULT_FPS, [file.name for file in chosen]
+        )
     if is_video_path(path):
         video, fps = read_video(path, frames)
         numbers = [str(frames.start + i * frames.step) for i in range(len(video))]
@@ -130,7 +135,9 @@ def read_source(path: str | Path, frames: FrameRange = ALL_FRAMES) -> SourceFram
     if not path.is_file():
         raise UserError(f"{path} not found; give an image, a folder of images or a video")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"{path} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a video; give a photo or a video")
+        raise UserError(
+            f"{path} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a video; give a photo or a video"
+        )
     return SourceFrames(square(read_image(path))[None], DEFAULT_FPS, [path.name])
 
 
@@ -148,16 +155,23 @@ def detector_for_model(spec: Any, model: NRSfMModel):
     if isinstance(name, str):
         options = sorted(file.stem for file in (Path(conf.__file__).parent / "landmarks").glob("*.yaml"))
         if name not in options:
-            raise UserError(f"unknown landmark detector {name!r} (the NRSfM model was fit on {fitted_on!r}); "
-                            f"set detector= one of {', '.join(options)}")
+            raise UserError(
+                f"unknown landmark detector {name!r} (the NRSfM model was fit on {fitted_on!r}); "
+                f"set detector= one of {', '.join(options)}"
+            )
         spec = OmegaConf.load(Path(conf.__file__).parent / "landmarks" / f"{name}.yaml")
     detector = build(spec if isinstance(spec, DictConfig) else OmegaConf.create(spec), "landmark detector")
     if detector.num_landmarks != model.num_landmarks:
-        raise UserError(f"detector {detector.name!r} gives {detector.num_landmarks} landmarks, but the NRSfM model was fit on "
-                        f"{model.num_landmarks} ({fitted_on}); use detector={fitted_on} or null (the model's own)")
+        raise UserError(
+            f"detector {detector.name!r} gives {detector.num_landmarks} landmarks, but the NRSfM model was fit on "
+            f"{model.num_landmarks} ({fitted_on}); use detector={fitted_on} or null (the model's own)"
+        )
     if fitted_on is not None and detector.name != fitted_on:
-        warnings.warn(f"detector {detector.name!r} differs from the one the NRSfM model was fit on ({fitted_on!r}); "
-                      "its landmarks share the count, so q is fitted, but it may be biased", stacklevel=2)
+        warnings.warn(
+            f"detector {detector.name!r} differs from the one the NRSfM model was fit on ({fitted_on!r}); "
+            "its landmarks share the count, so q is fitted, but it may be biased",
+            stacklevel=2,
+        )
     return detector
 
 
@@ -166,7 +180,7 @@ def detect_frames(detector, frames: np.ndarray, batch_size: int = 16) -> Detecti
     check_shape(frames, ("T", "S", "S", 3), "frames")
     parts = []
     for start in range(0, len(frames), batch_size):
-        chunk = torch.from_numpy(frames[start:start + batch_size]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        chunk = torch.from_numpy(frames[start : start + batch_size]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         parts.append(detector.detect(chunk))
     landmarks = torch.cat([part.landmarks for part in parts]) / float(frames.shape[1])
     return Detections(landmarks, torch.cat([part.found for part in parts]), torch.cat([part.score for part in parts]))
@@ -199,14 +213,18 @@ def fit_frames(model: NRSfMModel, landmarks: torch.Tensor, found: torch.Tensor) 
     return q
 
 
-def source_attributes(model: NRSfMModel, detector, frames: np.ndarray, source: str, batch_size: int = 16) -> SourceAttributes:
+def source_attributes(
+    model: NRSfMModel, detector, frames: np.ndarray, source: str, batch_size: int = 16
+) -> SourceAttributes:
     """Detect and fit the frames (T, S, S, 3) of `source` (named in messages); UserError when no frame shows a face."""
     detections = detect_frames(detector, frames, batch_size)
     found = detections.found.bool()
     if not bool(found.any()):
         what = source if len(frames) == 1 else f"any of the {len(frames)} frames of {source}"
-        raise UserError(f"no face found in {what} by the {detector.name} detector; give a picture with a clear, "
-                        "roughly frontal face")
+        raise UserError(
+            f"no face found in {what} by the {detector.name} detector; give a picture with a clear, "
+            "roughly frontal face"
+        )
     attributes = SourceAttributes(fit_frames(model, detections.landmarks, found), found, detections.landmarks)
     if attributes.num_missing:
         logger.warning(f"{source}: no face in {attributes.num_missing} of {len(frames)} frames")
@@ -218,7 +236,9 @@ def pictures_q(model: NRSfMModel, detector_spec: Any, pictures: SourceFrames, so
     face are skipped and counted in a warning."""
     attributes = source_attributes(model, detector_for_model(detector_spec, model), pictures.frames, source)
     if attributes.num_missing:
-        warnings.warn(f"{source}: skipped {attributes.num_missing} of {len(pictures.frames)} frames without a face", stacklevel=2)
+        warnings.warn(
+            f"{source}: skipped {attributes.num_missing} of {len(pictures.frames)} frames without a face", stacklevel=2
+        )
     return attributes.q[attributes.found]
 
 
@@ -226,4 +246,7 @@ def source_changes(q: torch.Tensor, parts: list[str], layout: AttributeLayout) -
     """One face's q (D,) -> absolute edit changes ``{"yaw": degrees, "alpha.0": value, ...}`` for the entries `parts` name."""
     names = layout.names()
     angles = range(layout.rotation.start, layout.rotation.stop)
-    return {names[index]: float(torch.rad2deg(q[index]) if index in angles else q[index]) for index in attribute_indices(parts, layout)}
+    return {
+        names[index]: float(torch.rad2deg(q[index]) if index in angles else q[index])
+        for index in attribute_indices(parts, layout)
+    }

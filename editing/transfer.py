@@ -11,6 +11,7 @@ only the expression; any names or groups of `editing.attributes` work. ``edit=gr
 the editor. Writes edited.npz, edit.png (source | target | result | result with landmarks) and
 trajectory.gif and prints where.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,12 +20,12 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from common.cli import exit_on_user_error, launch
 from editing.attributes import transfer_target
 from editing.latents import resolve_faces
+from editing.session import apply_editor, finish, hold_alpha, load_generator, load_regressor
 from editing.sources import is_image_source, pictures_q, read_source
 from editing.video import FrameRange
-from editing.session import apply_editor, finish, hold_alpha, load_generator, load_regressor
-from common.cli import exit_on_user_error, launch
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -37,17 +38,32 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     faces = {name: latent.to(regressor.nrsfm.q_mean.dtype) for name, latent in faces.items()}
     with torch.no_grad():
         q_target = regressor(faces["target"])
-        q_source = regressor(faces["source"]) if pictures is None else pictures_q(regressor.nrsfm, cfg.detector, pictures, str(cfg.source))
-    if pictures is not None and len(q_source) > 1 and len(q_target) == 1:  # one target face per frame of a folder or video
+        q_source = (
+            regressor(faces["source"])
+            if pictures is None
+            else pictures_q(regressor.nrsfm, cfg.detector, pictures, str(cfg.source))
+        )
+    if (
+        pictures is not None and len(q_source) > 1 and len(q_target) == 1
+    ):  # one target face per frame of a folder or video
         faces["target"] = faces["target"].expand(len(q_source), *faces["target"].shape[1:])
         q_target = q_target.expand(len(q_source), -1)
-    target = transfer_target(q_source, q_target, list(cfg.parts), regressor.nrsfm, free=list(cfg.free),
-                             strict=bool(cfg.strict), num_std=float(cfg.num_std))
+    target = transfer_target(
+        q_source,
+        q_target,
+        list(cfg.parts),
+        regressor.nrsfm,
+        free=list(cfg.free),
+        strict=bool(cfg.strict),
+        num_std=float(cfg.num_std),
+    )
     target = hold_alpha(cfg, generator, regressor, q_target, target)
     result = apply_editor(cfg, generator, regressor, faces["target"], target)
     request = {"source": str(cfg.source), "target": str(cfg.target), "parts": list(cfg.parts)}
     sources = None if pictures is not None else faces["source"].expand(len(faces["target"]), *faces["source"].shape[1:])
-    return finish(cfg, "transfer", generator, regressor, faces["target"], result, target, request, reference_latent=sources)
+    return finish(
+        cfg, "transfer", generator, regressor, faces["target"], result, target, request, reference_latent=sources
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="transfer")

@@ -6,6 +6,7 @@ bundled ffmpeg reads: .mp4, .mov, .avi, .mkv, .webm, ...) and keeps the frames o
 temporary name and renames it into place. Nothing is taken from the system's ffmpeg and nothing
 is downloaded: the binary is the one inside the ``imageio-ffmpeg`` wheel.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,14 +34,20 @@ class FrameRange:
     def indices(self, num_frames: int, source: str) -> range:
         """The chosen frame numbers of a source with `num_frames` frames; UserError when the range is empty or outside it."""
         if self.start < 0 or self.step < 1 or (self.stop is not None and self.stop <= self.start):
-            raise UserError(f"frames must satisfy 0 <= start < stop and step >= 1, got start={self.start}, stop={self.stop}, "
-                            f"step={self.step}")
+            raise UserError(
+                f"frames must satisfy 0 <= start < stop and step >= 1, got start={self.start}, stop={self.stop}, "
+                f"step={self.step}"
+            )
         if self.start >= num_frames:
-            raise UserError(f"frames.start={self.start} is outside {source}, which has {num_frames} frame(s) (0..{num_frames - 1}); "
-                            "lower frames.start")
+            raise UserError(
+                f"frames.start={self.start} is outside {source}, which has {num_frames} frame(s) (0..{num_frames - 1}); "
+                "lower frames.start"
+            )
         if self.stop is not None and self.stop > num_frames:
-            raise UserError(f"frames.stop={self.stop} is outside {source}, which has {num_frames} frame(s); "
-                            f"set frames.stop={num_frames} or null (to the end)")
+            raise UserError(
+                f"frames.stop={self.stop} is outside {source}, which has {num_frames} frame(s); "
+                f"set frames.stop={num_frames} or null (to the end)"
+            )
         return range(self.start, num_frames if self.stop is None else self.stop, self.step)
 
 
@@ -79,7 +86,9 @@ def read_video(path: str | Path, frames: FrameRange = FrameRange()) -> tuple[np.
         decoded = [np.frombuffer(chunk, np.uint8).reshape(height, width, 3) for chunk in reader]
     except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as error:
         reason = " ".join(str(error).split("===")[0].split())[:160] or type(error).__name__
-        raise UserError(f"cannot read video {path}: ffmpeg could not decode it ({reason}); give an .mp4, .mov, .avi or .mkv file") from error
+        raise UserError(
+            f"cannot read video {path}: ffmpeg could not decode it ({reason}); give an .mp4, .mov, .avi or .mkv file"
+        ) from error
     finally:
         reader.close()
     if not decoded:
@@ -99,8 +108,14 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
     padded = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)))
     ffmpeg = _ffmpeg()
     with atomic_path(path) as tmp:
-        writer = ffmpeg.write_frames(str(tmp), (padded.shape[2], padded.shape[1]), fps=float(fps), codec="libx264",
-                                     macro_block_size=1, ffmpeg_log_level="error")
+        writer = ffmpeg.write_frames(
+            str(tmp),
+            (padded.shape[2], padded.shape[1]),
+            fps=float(fps),
+            codec="libx264",
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+        )
         writer.send(None)
         for frame in padded:
             writer.send(np.ascontiguousarray(frame))

@@ -10,6 +10,7 @@ Sign conventions (the split of M is unique once they are fixed):
   a reflection. The third row is invisible in the projection; it only completes R.
 A rank-deficient M (a row of zeros or parallel rows) has no such split and raises ValueError.
 """
+
 from __future__ import annotations
 
 import torch
@@ -89,7 +90,10 @@ def inverse_3x3(matrix: torch.Tensor) -> torch.Tensor:
 
     def cofactor(i: int, j: int) -> torch.Tensor:
         rows, cols = ((i + 1) % 3, (i + 2) % 3), ((j + 1) % 3, (j + 2) % 3)
-        return matrix[..., rows[0], cols[0]] * matrix[..., rows[1], cols[1]] - matrix[..., rows[0], cols[1]] * matrix[..., rows[1], cols[0]]
+        return (
+            matrix[..., rows[0], cols[0]] * matrix[..., rows[1], cols[1]]
+            - matrix[..., rows[0], cols[1]] * matrix[..., rows[1], cols[0]]
+        )
 
     adjugate = torch.stack([torch.stack([cofactor(j, i) for j in range(3)], -1) for i in range(3)], -2)
     determinant = (matrix[..., 0, :] * adjugate[..., :, 0]).sum(-1)

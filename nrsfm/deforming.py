@@ -20,12 +20,14 @@ deformation for rotation when the deformation is strong. Steps (no loop over sam
 A degenerate corrective solve (too little rotation) falls back to the rigid Tomasi-Kanade cameras
 with a logged warning.
 """
+
 from __future__ import annotations
 
 import logging
 
 import torch
 
+from common.shapes import check_finite, check_shape
 from nrsfm.camera import camera_to_intrinsics_rotation, nearest_rotation
 from nrsfm.facing import generic_mirror_rule
 from nrsfm.factorize import metric_upgrade
@@ -33,7 +35,6 @@ from nrsfm.geometry import matrix_to_euler_angles
 from nrsfm.known_cameras import complete_rotations, fit_shape_basis, held_out_error
 from nrsfm.model import NRSfMModel
 from nrsfm.rotations import corrective_cameras, nearest_scaled_orthographic
-from common.shapes import check_finite, check_shape
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,9 @@ def estimate_cameras(centred: torch.Tensor, num_shapes: int) -> torch.Tensor:
     singular = torch.linalg.svdvals(cameras)
     if bool(torch.isfinite(cameras).all()) and bool((singular[:, 1] > 1e-6 * singular[:, 0]).all()):
         return cameras
-    logger.warning("corrective cameras are degenerate (too little rotation?); falling back to rigid Tomasi-Kanade cameras")
+    logger.warning(
+        "corrective cameras are degenerate (too little rotation?); falling back to rigid Tomasi-Kanade cameras"
+    )
     rigid = reduced[..., :3] @ metric_upgrade(reduced[..., :3])
     rigid = nearest_scaled_orthographic(rigid)
     return rigid / rigid.square().sum((1, 2)).mean().div(2).sqrt()
@@ -141,7 +144,9 @@ def _principal_rows(centred: torch.Tensor, num_rows: int) -> torch.Tensor:
     return vectors[:, -num_rows:].flip(-1).T.contiguous()
 
 
-def choose_num_shapes(centred: torch.Tensor, max_shapes: int = MAX_SHAPES, num_iterations: int = 100) -> tuple[int, list[float]]:
+def choose_num_shapes(
+    centred: torch.Tensor, max_shapes: int = MAX_SHAPES, num_iterations: int = 100
+) -> tuple[int, list[float]]:
     """k by the held-out elbow rule of the module docstring; also returns the held-out errors for k = 1..max."""
     limit = min(max_shapes, (centred.shape[1] - 4) // 3, centred.shape[0] - 1)
     errors = []

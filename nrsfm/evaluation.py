@@ -13,6 +13,7 @@ e3D of one sequence:
 Sequences compared in the camera frame (the ``rot_struct`` flag of the benchmark files) first put
 the estimate in the camera frame with the recovered rotation of each frame (`camera_frame_shapes`).
 """
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ the solution in which the nose tip of the mean shape lies in front of the face, 
 
 Point sets that are not faces use `generic_mirror_rule` instead (``mirror_rule="generic"``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,7 +36,9 @@ def nose_tip_index(mean_shape: torch.Tensor, nose_index: int | None = None) -> i
     num_landmarks = sizes["L"]
     if nose_index is not None:
         if not 0 <= nose_index < num_landmarks:
-            raise ValueError(f"nose_index={nose_index} is outside 0..{num_landmarks - 1}; pick a landmark on the nose tip")
+            raise ValueError(
+                f"nose_index={nose_index} is outside 0..{num_landmarks - 1}; pick a landmark on the nose tip"
+            )
         return int(nose_index)
     if num_landmarks in NOSE_TIP_INDEX:
         return NOSE_TIP_INDEX[num_landmarks]

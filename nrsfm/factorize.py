@@ -42,6 +42,7 @@ Steps (docs/METHOD.md, "Factorization"; all batched tensor ops, no loop over sam
    positive (signs moved into alpha).
 5. Cameras split into K [I2|0] R (`nrsfm.camera`), Euler angles (R = Rz Ry Rx), q assembled.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,11 +51,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from common.shapes import check_finite, check_shape
 from nrsfm.camera import camera_to_intrinsics_rotation, inverse_3x3, nearest_rotation
 from nrsfm.facing import MIRROR_RULES, faces_camera, generic_mirror_rule, nose_tip_index
 from nrsfm.geometry import matrix_to_euler_angles
 from nrsfm.model import NRSfMModel
-from common.shapes import check_finite, check_shape
 from nrsfm.rotations import corrective_triple, nearest_scaled_orthographic
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,9 @@ def factorize(
         "mirror_rule": mirror_rule,
         "initial_cameras": initial_cameras,
         "camera_penalty": float(camera_penalty),
-        "basis_orthogonality_error": float((gram - torch.eye(num_basis, dtype=gram.dtype, device=gram.device)).abs().max()),
+        "basis_orthogonality_error": float(
+            (gram - torch.eye(num_basis, dtype=gram.dtype, device=gram.device)).abs().max()
+        ),
         "rmse_definition": "sqrt(mean over found samples, landmarks and x/y of squared error), normalised image units",
     }
     model = NRSfMModel(
@@ -238,10 +241,17 @@ def metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
 
     def coefficients(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """a^T G b as a linear function of G's (g11, g12, g13, g22, g23, g33): (N, 6)."""
-        return torch.stack((
-            a[:, 0] * b[:, 0], a[:, 0] * b[:, 1] + a[:, 1] * b[:, 0], a[:, 0] * b[:, 2] + a[:, 2] * b[:, 0],
-            a[:, 1] * b[:, 1], a[:, 1] * b[:, 2] + a[:, 2] * b[:, 1], a[:, 2] * b[:, 2],
-        ), -1)
+        return torch.stack(
+            (
+                a[:, 0] * b[:, 0],
+                a[:, 0] * b[:, 1] + a[:, 1] * b[:, 0],
+                a[:, 0] * b[:, 2] + a[:, 2] * b[:, 0],
+                a[:, 1] * b[:, 1],
+                a[:, 1] * b[:, 2] + a[:, 2] * b[:, 1],
+                a[:, 2] * b[:, 2],
+            ),
+            -1,
+        )
 
     system = torch.cat((coefficients(m1, m1) - coefficients(m2, m2), coefficients(m1, m2)))
     system_values, vectors = torch.linalg.eigh(system.T @ system)
@@ -259,7 +269,9 @@ def metric_upgrade(cameras: torch.Tensor) -> torch.Tensor:
     return upgrade / (cameras @ upgrade).square().sum((1, 2)).mean().div(2).sqrt()
 
 
-def _two_step(reduced: torch.Tensor, num_basis: int, num_steps: int, tolerance: float, initial_cameras: str = "rigid") -> _Factors:
+def _two_step(
+    reduced: torch.Tensor, num_basis: int, num_steps: int, tolerance: float, initial_cameras: str = "rigid"
+) -> _Factors:
     """Cameras (rigid metric upgrade or corrective matrix), B0 and b_k rows, and ALS for D and alpha (cameras, B0 fixed)."""
     num_rows = reduced.shape[-1]
     eye = torch.eye(num_rows, dtype=reduced.dtype, device=reduced.device)
@@ -353,7 +365,9 @@ def _refine(
     best, best_error = factors, _objective(factors, reduced, camera_penalty)
     steps_per_phase = -(-num_steps // (num_restarts + 1))
     for phase in range(num_restarts + 1):
-        factors = replace(factors) if phase == 0 else _restarted_alpha_directions(_with_orthonormal_basis(best), reduced)
+        factors = (
+            replace(factors) if phase == 0 else _restarted_alpha_directions(_with_orthonormal_basis(best), reduced)
+        )
         previous = _objective(factors, reduced, camera_penalty)
         for step in range(steps_per_phase):
             if update_cameras:
@@ -386,10 +400,14 @@ def _restarted_alpha_directions(factors: _Factors, reduced: torch.Tensor, num_al
     for _ in range(num_als_steps):
         directions, alpha = _normalised(_solve_directions_two_step(factors.cameras, alpha, residual), alpha)
         alpha = _solve_alpha_two_step(factors.cameras, directions, residual)
-    return _unit_factors(_Factors(factors.cameras.clone(), factors.mean_rows.clone(), directions, factors.basis_rows.clone(), alpha))
+    return _unit_factors(
+        _Factors(factors.cameras.clone(), factors.mean_rows.clone(), directions, factors.basis_rows.clone(), alpha)
+    )
 
 
-def _grid_directions(cameras: torch.Tensor, residual: torch.Tensor, num_directions: int = 1000, max_samples: int = 1024) -> torch.Tensor:
+def _grid_directions(
+    cameras: torch.Tensor, residual: torch.Tensor, num_directions: int = 1000, max_samples: int = 1024
+) -> torch.Tensor:
     """Per k, the unit d maximising sum_n (c_nk . M_n d)^2 / |M_n d|^2 over a hemisphere grid.
 
     That is the global minimum over d of the per-k rank-one problem c_nk ~ alpha_nk M_n d_k with

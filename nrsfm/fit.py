@@ -12,6 +12,7 @@ samples (`nrsfm.factorize.factorize`, options in `conf/nrsfm/`), and writes atom
   found (N,), and the same metadata JSON string;
 - ``model.png``: mean shape from three views and each basis shape's effect (`nrsfm.plot`).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -24,12 +25,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sampling.dataset import dataset_checksum, read_samples
 from common.cli import exit_on_user_error, launch
 from common.errors import UserError
 from common.io import save_npz_atomic
 from nrsfm.model import FORMAT_VERSION
 from nrsfm.plot import plot_model
+from sampling.dataset import dataset_checksum, read_samples
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

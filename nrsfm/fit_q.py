@@ -8,6 +8,7 @@ Two phases, both batched over samples:
 The result is canonical: k11, k22 > 0 and Euler angles as `nrsfm.geometry.matrix_to_euler_angles`
 returns them (theta_y in (-90, 90) deg).
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,10 +16,10 @@ import copy
 import torch
 from torch.func import jacfwd, vmap
 
+from common.shapes import check_finite, check_shape
 from nrsfm.camera import camera_to_intrinsics_rotation, inverse_3x3
 from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
 from nrsfm.model import NRSfMModel
-from common.shapes import check_finite, check_shape
 
 
 def fit_q(

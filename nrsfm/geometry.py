@@ -6,6 +6,7 @@
   from the camera. theta_x is pitch, theta_y is yaw, theta_z is roll; theta = 0 faces the camera.
 - theta_y is kept in (-90 deg, 90 deg); the other two in (-180 deg, 180 deg].
 """
+
 from __future__ import annotations
 
 import torch

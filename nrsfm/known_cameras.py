@@ -12,6 +12,7 @@ their image position is taken from the low-rank shape as well, and how far that 
 from the held-out landmark measures how well k shapes generalise (`held_out_error`), a choice of k
 that needs no ground truth.
 """
+
 from __future__ import annotations
 
 import torch
@@ -84,7 +85,11 @@ def _truncated_basis(shapes: torch.Tensor, num_shapes: int) -> tuple[torch.Tenso
 
 
 def held_out_error(
-    centred: torch.Tensor, cameras: torch.Tensor, num_shapes: int, fraction: float = 0.1, seed: int = 0,
+    centred: torch.Tensor,
+    cameras: torch.Tensor,
+    num_shapes: int,
+    fraction: float = 0.1,
+    seed: int = 0,
     num_iterations: int = NUM_ITERATIONS,
 ) -> float:
     """RMS image distance between held-out landmarks and their prediction by k basis shapes.

@@ -11,6 +11,7 @@ Shapes and conventions (see also `nrsfm.geometry`):
 Saved models are `.npz` files of named arrays plus a JSON `metadata` string (generator id, latent
 space, landmark type, K, versions); they load with `allow_pickle=False`.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,8 @@ from torch import nn
 
 from common.errors import UserError
 from common.io import save_npz_atomic
-from nrsfm.geometry import euler_angles_to_matrix
 from common.shapes import check_shape
+from nrsfm.geometry import euler_angles_to_matrix
 
 FORMAT_VERSION = 1
 
@@ -87,7 +88,9 @@ class NRSfMModel(nn.Module):
         sizes = check_shape(basis, ("K", "L"), "basis", sizes)
         check_shape(q_mean, (8 + sizes["K"],), "q_mean")
         check_shape(q_std, (8 + sizes["K"],), "q_std")
-        for name, value in dict(mean_shape=mean_shape, directions=directions, basis=basis, q_mean=q_mean, q_std=q_std).items():
+        for name, value in dict(
+            mean_shape=mean_shape, directions=directions, basis=basis, q_mean=q_mean, q_std=q_std
+        ).items():
             self.register_buffer(name, torch.as_tensor(value))
         self.metadata = dict(metadata or {})
 
@@ -143,17 +146,22 @@ class NRSfMModel(nn.Module):
         save_npz_atomic(path, metadata=np.array(json.dumps(meta)), **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> "NRSfMModel":
+    def load(cls, path: str | Path) -> NRSfMModel:
         """Read a model written by `save`; raise UserError with the fix when the file is unusable."""
         path = Path(path)
         if not path.is_file():
             raise UserError(f"NRSfM model {path} not found; create it with `python -m nrsfm.fit data=<dataset>`")
         try:
             with np.load(path, allow_pickle=False) as data:
-                arrays = {name: torch.from_numpy(data[name]) for name in ("mean_shape", "directions", "basis", "q_mean", "q_std")}
+                arrays = {
+                    name: torch.from_numpy(data[name])
+                    for name in ("mean_shape", "directions", "basis", "q_mean", "q_std")
+                }
                 metadata = json.loads(str(data["metadata"]))
         except (OSError, KeyError, ValueError) as error:
-            raise UserError(f"{path} is not an NRSfM model file ({error}); re-create it with `python -m nrsfm.fit`") from error
+            raise UserError(
+                f"{path} is not an NRSfM model file ({error}); re-create it with `python -m nrsfm.fit`"
+            ) from error
         return cls(**arrays, metadata=metadata)
 
 

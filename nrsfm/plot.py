@@ -5,6 +5,7 @@ y points down as in the landmarks. Below: one panel per basis shape k, the mean 
 to B0 + 2 sigma_k B_k (sigma_k = the model's q_std of alpha_k), drawn in the view (front or side)
 where d_k moves the points most. Uses matplotlib's object API (no pyplot, no global backend).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,9 +40,17 @@ def plot_model(model: NRSfMModel, path: str | Path, num_columns: int = 4) -> Non
         axes_index = VIEWS[view]
         axes = figure.add_subplot(num_rows, max(num_columns, 3), max(num_columns, 3) + k + 1)
         _scatter(axes, mean_shape, axes_index, f"basis {k}: +2 sd, {view.split()[0]}")
-        axes.quiver(mean_shape[:, axes_index[0]], mean_shape[:, axes_index[1]],
-                    offset[:, axes_index[0]], offset[:, axes_index[1]],
-                    angles="xy", scale_units="xy", scale=1.0, color="tab:red", width=0.004)
+        axes.quiver(
+            mean_shape[:, axes_index[0]],
+            mean_shape[:, axes_index[1]],
+            offset[:, axes_index[0]],
+            offset[:, axes_index[1]],
+            angles="xy",
+            scale_units="xy",
+            scale=1.0,
+            color="tab:red",
+            width=0.004,
+        )
     figure.tight_layout()
     save_png_atomic(figure, path)
 

@@ -25,6 +25,7 @@ Every P_n G is finally replaced by the nearest scaled-orthographic camera s_n [r
 (orthographic: the same s for all samples). The cameras are in an arbitrary frame (any rotation
 or mirror of the truth); a fallback for degenerate input is `nrsfm.deforming.estimate_cameras`'s.
 """
+
 from __future__ import annotations
 
 import torch
@@ -122,7 +123,9 @@ def nearest_scaled_orthographic(cameras: torch.Tensor) -> torch.Tensor:
     return singular.mean(-1)[:, None, None] * (u @ vh)
 
 
-def _refined_triple(rows: torch.Tensor, triple: torch.Tensor, max_iterations: int = 300, scale_weight: float = 0.0) -> torch.Tensor:
+def _refined_triple(
+    rows: torch.Tensor, triple: torch.Tensor, max_iterations: int = 300, scale_weight: float = 0.0
+) -> torch.Tensor:
     """The rank-3 corrective G (r, 3) refined by L-BFGS on the scale-free orthonormality residual
 
         sum_n (|p1 G|^2 - |p2 G|^2)^2 + 4 (p1 G . p2 G)^2  /  sum_n (|p1 G|^2 + |p2 G|^2)^2

@@ -7,6 +7,7 @@ alpha_k ~ N(0, (0.5 * 0.85^k)^2), rotations uniform within +-25 deg pitch, +-45 
 weak-perspective cameras k11 = k22 ~ U(0.8, 1.2), k12 = 0, translations ~ U(0.4, 0.6), and
 Gaussian noise of standard deviation `noise` on every coordinate.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,14 @@ def synthetic_landmarks(
     translation = uniform(0.4, 0.6, num_samples, 2)
     q = torch.cat((camera, theta, alpha, translation), 1)
     dim = 8 + num_basis
-    model = NRSfMModel(mean_shape, directions, basis, torch.zeros(dim, dtype=torch.float64),
-                       torch.ones(dim, dtype=torch.float64), {"landmarks": "synthetic"})
+    model = NRSfMModel(
+        mean_shape,
+        directions,
+        basis,
+        torch.zeros(dim, dtype=torch.float64),
+        torch.ones(dim, dtype=torch.float64),
+        {"landmarks": "synthetic"},
+    )
     landmarks = model(q) + noise * normal(num_samples, num_landmarks, 2)
     return SyntheticNRSfM(model.to(dtype), q.to(dtype), landmarks.to(dtype))
 
@@ -108,10 +115,13 @@ def synthetic_deforming(
     shapes = shapes - shapes.mean(1, keepdim=True)
     quaternions = torch.nn.functional.normalize(normal(num_samples, 4), dim=-1)
     w, x, y, z = quaternions.unbind(-1)
-    rotations = torch.stack((
-        torch.stack((1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)), -1),
-        torch.stack((2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)), -1),
-        torch.stack((2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)), -1),
-    ), -2)
+    rotations = torch.stack(
+        (
+            torch.stack((1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)), -1),
+            torch.stack((2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)), -1),
+            torch.stack((2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)), -1),
+        ),
+        -2,
+    )
     landmarks = (shapes @ rotations.transpose(1, 2))[..., :2]
     return SyntheticDeforming(landmarks, shapes, rotations)

@@ -8,20 +8,22 @@ Latent spaces (rows of the dataset, N samples):
 Only samples with a detected face (`found`) are kept. The split (0 train, 1 val, 2 test) of a
 sample depends only on its seed and `split_seed` (a 64-bit hash), never on N or the file order.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from sampling.dataset import Samples, dataset_checksum, read_samples
 from common.errors import UserError
-from nrsfm.model import NRSfMModel
 from common.shapes import check_finite
+from nrsfm.model import NRSfMModel
+from sampling.dataset import Samples, dataset_checksum, read_samples
 
 LATENT_SPACES = ("z", "w", "w+")
 SPLIT_NAMES = ("train", "val", "test")
@@ -80,7 +82,9 @@ def load_regression_data(
     check_finite(latents[found], f"{latent_space} latents of found samples in {samples_path}")
     check_finite(samples.landmarks[found], f"landmarks of found samples in {samples_path}")
     if found.sum() < 3:
-        raise UserError(f"{samples_path} has {int(found.sum())} samples with a face; sample more with `python -m sampling.sample`")
+        raise UserError(
+            f"{samples_path} has {int(found.sum())} samples with a face; sample more with `python -m sampling.sample`"
+        )
     truth = samples.truth.get("rotation_deg")
     return RegressionData(
         seeds=torch.from_numpy(samples.seeds[found].astype(np.int64)),
@@ -100,15 +104,21 @@ def load_regression_data(
 def read_attributes(path: Path, q_dim: int) -> dict[str, np.ndarray]:
     """attributes.npz -> {"seeds" (N,), "q" (N, q_dim), "found" (N,), "metadata" dict}; UserError when unusable."""
     if not path.is_file():
-        raise UserError(f"NRSfM attributes {path} not found; create them with `python -m nrsfm.fit samples=<samples.h5>`")
+        raise UserError(
+            f"NRSfM attributes {path} not found; create them with `python -m nrsfm.fit samples=<samples.h5>`"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("seeds", "q", "found")}
             metadata = json.loads(str(data["metadata"])) if "metadata" in data else {}
     except (OSError, KeyError, ValueError) as error:
-        raise UserError(f"{path} is not an NRSfM attributes file ({error}); re-create it with `python -m nrsfm.fit`") from error
+        raise UserError(
+            f"{path} is not an NRSfM attributes file ({error}); re-create it with `python -m nrsfm.fit`"
+        ) from error
     if arrays["q"].ndim != 2 or arrays["q"].shape[1] != q_dim:
-        raise UserError(f"{path}: q has shape {arrays['q'].shape}, the model next to it needs (N, {q_dim}); re-run `python -m nrsfm.fit`")
+        raise UserError(
+            f"{path}: q has shape {arrays['q'].shape}, the model next to it needs (N, {q_dim}); re-run `python -m nrsfm.fit`"
+        )
     return dict(arrays, found=arrays["found"].astype(bool), metadata=metadata)
 
 
@@ -118,10 +128,14 @@ def check_dataset_matches_fit(samples: Samples, model: NRSfMModel, attributes: d
     detector = detector_name(samples.metadata)
     model_detector = _name(model.metadata.get("landmarks"))
     if detector is not None and model_detector is not None and detector != model_detector:
-        raise UserError(f"landmark type mismatch: {samples_path} has {detector} landmarks but {nrsfm_dir} was fitted to {model_detector}; {fix}")
+        raise UserError(
+            f"landmark type mismatch: {samples_path} has {detector} landmarks but {nrsfm_dir} was fitted to {model_detector}; {fix}"
+        )
     num_landmarks = samples.landmarks.shape[1]
     if model.num_landmarks != num_landmarks:
-        raise UserError(f"landmark count mismatch: {samples_path} has {num_landmarks} landmarks per face but {nrsfm_dir} has {model.num_landmarks}; {fix}")
+        raise UserError(
+            f"landmark count mismatch: {samples_path} has {num_landmarks} landmarks per face but {nrsfm_dir} has {model.num_landmarks}; {fix}"
+        )
     facts = {"generator": lambda m: _name(m.get("generator")), "generator checksum": _checksum}
     for fact, read in facts.items():
         ours, theirs = read(samples.metadata), read(model.metadata)
@@ -129,19 +143,27 @@ def check_dataset_matches_fit(samples: Samples, model: NRSfMModel, attributes: d
             raise UserError(f"{fact} mismatch: {samples_path} has {ours} but {nrsfm_dir} was fitted to {theirs}; {fix}")
     fitted_to = model.metadata.get("dataset_checksum")
     if fitted_to is not None and fitted_to != samples_checksum(samples):
-        raise UserError(f"sample set mismatch: {nrsfm_dir} was fitted to dataset {fitted_to}, {samples_path} is dataset "
-                        f"{samples_checksum(samples)}; {fix}")
+        raise UserError(
+            f"sample set mismatch: {nrsfm_dir} was fitted to dataset {fitted_to}, {samples_path} is dataset "
+            f"{samples_checksum(samples)}; {fix}"
+        )
     if len(attributes["seeds"]) != len(samples) or not np.array_equal(attributes["seeds"], samples.seeds):
-        raise UserError(f"sample set mismatch: the seeds of {nrsfm_dir / 'attributes.npz'} differ from those of {samples_path}; {fix}")
+        raise UserError(
+            f"sample set mismatch: the seeds of {nrsfm_dir / 'attributes.npz'} differ from those of {samples_path}; {fix}"
+        )
     if not np.array_equal(attributes["found"], samples.found):
-        raise UserError(f"sample set mismatch: `found` of {nrsfm_dir / 'attributes.npz'} differs from {samples_path}; {fix}")
+        raise UserError(
+            f"sample set mismatch: `found` of {nrsfm_dir / 'attributes.npz'} differs from {samples_path}; {fix}"
+        )
 
 
 def select_latents(samples: Samples, latent_space: str, samples_path) -> tuple[np.ndarray, tuple[int, ...]]:
     """(N, D) latents of `latent_space` and their per-sample shape ((D,) or (num_ws, w_dim))."""
     if latent_space != "w+" and samples.metadata.get("style_mixing"):
-        raise UserError(f"{samples_path} was sampled with style mixing, so its z and w do not describe its images; "
-                        f"train with latent_space=w+ or on a dataset sampled with style_mixing=0")
+        raise UserError(
+            f"{samples_path} was sampled with style mixing, so its z and w do not describe its images; "
+            f"train with latent_space=w+ or on a dataset sampled with style_mixing=0"
+        )
     if latent_space == "z":
         return samples.z, samples.z.shape[1:]
     if latent_space == "w":
@@ -155,7 +177,9 @@ def split_of_seeds(seeds: np.ndarray, fractions: Sequence[float] = (0.8, 0.1, 0.
     """(N,) seeds -> (N,) int64 split ids (0 train, 1 val, 2 test) from a splitmix64 hash of (seed, split_seed)."""
     fractions = np.asarray(fractions, dtype=np.float64)
     if fractions.shape != (3,) or (fractions < 0).any() or fractions[0] <= 0 or not np.isclose(fractions.sum(), 1.0):
-        raise ValueError(f"split_fractions must be three non-negative numbers (train > 0) summing to 1, got {fractions.tolist()}")
+        raise ValueError(
+            f"split_fractions must be three non-negative numbers (train > 0) summing to 1, got {fractions.tolist()}"
+        )
     with np.errstate(over="ignore"):
         x = seeds.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15) * np.uint64(split_seed + 1)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

@@ -6,10 +6,11 @@ collation); the CPU time goes to the model, which uses torch's intra-op threads.
 stays configurable (default 0: with in-memory tensors, worker processes only add copies). Under
 DDP Lightning shards the standard samplers as usual.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -22,8 +23,12 @@ class LatentLandmarkDataset(Dataset):
     """Rows `indices` of a RegressionData; item i is the dict of row i, `__getitems__` gathers a batch."""
 
     def __init__(self, data: RegressionData, indices: torch.Tensor):
-        self.tensors = {"latent": data.latents[indices], "landmarks": data.landmarks[indices],
-                        "q": data.q_fit[indices], "seed": data.seeds[indices]}
+        self.tensors = {
+            "latent": data.latents[indices],
+            "landmarks": data.landmarks[indices],
+            "q": data.q_fit[indices],
+            "seed": data.seeds[indices],
+        }
 
     def __len__(self) -> int:
         return len(self.tensors["seed"])
@@ -52,9 +57,17 @@ class LatentLandmarkDataModule(pl.LightningDataModule):
         split_fractions, split_seed: the seed-hash split (train, val, test).
     """
 
-    def __init__(self, samples: str | Path, nrsfm_dir: str | Path, latent_space: str = "w", batch_size: int = 512,
-                 eval_batch_size: int | None = None, num_workers: int = 0,
-                 split_fractions: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 0):
+    def __init__(
+        self,
+        samples: str | Path,
+        nrsfm_dir: str | Path,
+        latent_space: str = "w",
+        batch_size: int = 512,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+    ):
         super().__init__()
         if batch_size < 1 or num_workers < 0:
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
@@ -68,11 +81,14 @@ class LatentLandmarkDataModule(pl.LightningDataModule):
         """Load and check the files once (idempotent); raise UserError on bad input or empty splits."""
         if self.data is not None:
             return
-        self.data = load_regression_data(self.samples, self.nrsfm_dir, self.latent_space,
-                                         self.split_fractions, self.split_seed)
+        self.data = load_regression_data(
+            self.samples, self.nrsfm_dir, self.latent_space, self.split_fractions, self.split_seed
+        )
         empty = [name for name in ("train", "val", "test") if len(self.data.indices(name)) == 0]
         if empty:
-            raise ValueError(f"the {', '.join(empty)} split of {self.samples} is empty; sample more faces or change data.split_fractions")
+            raise ValueError(
+                f"the {', '.join(empty)} split of {self.samples} is empty; sample more faces or change data.split_fractions"
+            )
 
     @property
     def loaded(self) -> RegressionData:
@@ -93,5 +109,11 @@ class LatentLandmarkDataModule(pl.LightningDataModule):
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=shuffle, collate_fn=keep_batch,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.dataset(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )

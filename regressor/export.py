@@ -8,21 +8,23 @@ The file is a `torch.load(weights_only=True)`-safe dict (tensors, strings, numbe
 - "metadata": JSON string (generator name + checksum, landmark detector, latent space, dataset
   checksum, training configuration, versions).
 """
+
 from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from common.errors import UserError
-from nrsfm.model import NRSfMModel
-from common.shapes import check_shape
-from regressor.mlp import AttributeMLP
 from common.io import atomic_path
+from common.shapes import check_shape
+from nrsfm.model import NRSfMModel
+from regressor.mlp import AttributeMLP
 
 FORMAT_VERSION = 2  # 2: the MLP is an ensemble (`members`)
 NRSFM_ARRAYS = ("mean_shape", "directions", "basis", "q_mean", "q_std")
@@ -39,8 +41,14 @@ class AttributeRegressor(nn.Module):
         metadata: facts about the training (generator, landmark detector, latent space, ...).
     """
 
-    def __init__(self, mlp: AttributeMLP, nrsfm: NRSfMModel, latent_space: str, latent_shape: Sequence[int],
-                 metadata: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        mlp: AttributeMLP,
+        nrsfm: NRSfMModel,
+        latent_space: str,
+        latent_shape: Sequence[int],
+        metadata: dict[str, Any] | None = None,
+    ):
         super().__init__()
         self.mlp, self.nrsfm = mlp, nrsfm
         self.latent_space = latent_space
@@ -65,8 +73,10 @@ def save_attribute_regressor(path: str | Path, regressor: AttributeRegressor) ->
     nrsfm = {name: getattr(regressor.nrsfm, name).detach().cpu().clone() for name in NRSFM_ARRAYS}
     payload = {
         "format_version": FORMAT_VERSION,
-        "mlp": {"hparams": regressor.mlp.hparams(),
-                "state_dict": {k: v.detach().cpu().clone() for k, v in regressor.mlp.state_dict().items()}},
+        "mlp": {
+            "hparams": regressor.mlp.hparams(),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in regressor.mlp.state_dict().items()},
+        },
         "nrsfm": dict(nrsfm, metadata=json.dumps(regressor.nrsfm.metadata)),
         "latent_space": regressor.latent_space,
         "latent_shape": list(regressor.latent_shape),
@@ -86,14 +96,29 @@ def load_attribute_regressor(path: str | Path, map_location: str | torch.device 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
         if payload.get("format_version") != FORMAT_VERSION:
-            raise UserError(f"{path} has format version {payload.get('format_version')}, expected {FORMAT_VERSION}; {fix}")
+            raise UserError(
+                f"{path} has format version {payload.get('format_version')}, expected {FORMAT_VERSION}; {fix}"
+            )
         mlp = AttributeMLP(**payload["mlp"]["hparams"])
         mlp.load_state_dict(payload["mlp"]["state_dict"])
         arrays = payload["nrsfm"]
         nrsfm = NRSfMModel(*(arrays[name] for name in NRSFM_ARRAYS), metadata=json.loads(arrays["metadata"]))
-        regressor = AttributeRegressor(mlp, nrsfm, payload["latent_space"], payload["latent_shape"], json.loads(payload["metadata"]))
+        regressor = AttributeRegressor(
+            mlp, nrsfm, payload["latent_space"], payload["latent_shape"], json.loads(payload["metadata"])
+        )
     except UserError:
         raise
-    except (OSError, RuntimeError, KeyError, TypeError, AttributeError, ValueError, EOFError, pickle.UnpicklingError) as error:
-        raise UserError(f"{path} is not a readable regressor file ({' '.join(str(error).split())[:200]}); {fix}") from error
+    except (
+        OSError,
+        RuntimeError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        ValueError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as error:
+        raise UserError(
+            f"{path} is not a readable regressor file ({' '.join(str(error).split())[:200]}); {fix}"
+        ) from error
     return regressor.eval()

@@ -11,9 +11,10 @@ inverts phi, so it seeks out the latent directions along which phi changes faste
 network is wrong about how fast, the others rarely are in the same way, and their mean follows the
 images further (docs/RESULTS.md, "Edit accuracy").
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -35,13 +36,22 @@ class AttributeMLP(nn.Module):
         num_members: M, the networks averaged (1: a single MLP, the paper's).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dims: Sequence[int] = (512, 512, 512),
-                 activation: str = "relu", head_scale: float = 0.1, num_members: int = 1):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_dims: Sequence[int] = (512, 512, 512),
+        activation: str = "relu",
+        head_scale: float = 0.1,
+        num_members: int = 1,
+    ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
         if in_dim < 1 or out_dim < 1 or any(int(h) < 1 for h in hidden_dims):
-            raise ValueError(f"layer sizes must be positive, got in_dim={in_dim}, hidden_dims={list(hidden_dims)}, out_dim={out_dim}")
+            raise ValueError(
+                f"layer sizes must be positive, got in_dim={in_dim}, hidden_dims={list(hidden_dims)}, out_dim={out_dim}"
+            )
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ValueError(f"num_members must be a positive integer, got {num_members!r}")
         sizes = [in_dim, *[int(h) for h in hidden_dims], out_dim]
@@ -60,8 +70,13 @@ class AttributeMLP(nn.Module):
 
     def hparams(self) -> dict:
         """The constructor arguments, to rebuild the network from a state dict."""
-        return {"in_dim": self.in_dim, "out_dim": self.out_dim, "hidden_dims": self.hidden_dims,
-                "activation": self.activation, "num_members": len(self.members)}
+        return {
+            "in_dim": self.in_dim,
+            "out_dim": self.out_dim,
+            "hidden_dims": self.hidden_dims,
+            "activation": self.activation,
+            "num_members": len(self.members),
+        }
 
     def forward_members(self, latent: torch.Tensor) -> torch.Tensor:
         """(B, D) -> every member's q-hat (M, B, Q)."""

@@ -14,10 +14,12 @@ Optional q supervision (default off): `q_weight` times the mean squared error be
 and the factorizer's standardised q, for the first `q_epochs` epochs (None: all epochs). It can
 steady the start of training; the reported objective is always the landmark loss.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -48,10 +50,19 @@ class AttributeRegressorModule(pl.LightningModule):
         q_weight, q_epochs: the optional q-supervision term (see module docstring).
     """
 
-    def __init__(self, nrsfm: NRSfMModel, latent_dim: int, width: int = 512, depth: int = 3, activation: str = "relu",
-                 num_members: int = 1,
-                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                 scheduler: Callable[..., Any] | None = None, q_weight: float = 0.0, q_epochs: int | None = None):
+    def __init__(
+        self,
+        nrsfm: NRSfMModel,
+        latent_dim: int,
+        width: int = 512,
+        depth: int = 3,
+        activation: str = "relu",
+        num_members: int = 1,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        q_weight: float = 0.0,
+        q_epochs: int | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters(ignore=["nrsfm", "optimizer", "scheduler"])
         if q_weight < 0:
@@ -69,7 +80,9 @@ class AttributeRegressorModule(pl.LightningModule):
     def _losses(self, batch: dict[str, torch.Tensor], per_member: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(landmark error, q-hat squared error), each (B,) per sample of the ensemble mean, or with
         `per_member` (M * B,) per member and sample."""
-        q_hat = self.net.forward_members(batch["latent"]) if per_member else self.net(batch["latent"])[None]  # (M, B, Q)
+        q_hat = (
+            self.net.forward_members(batch["latent"]) if per_member else self.net(batch["latent"])[None]
+        )  # (M, B, Q)
         num_predictions = q_hat.shape[0]
         q_hat = q_hat.flatten(0, 1)
         predicted = self.nrsfm(self.nrsfm.unstandardise(q_hat))
@@ -84,9 +97,11 @@ class AttributeRegressorModule(pl.LightningModule):
         if not torch.isfinite(loss):
             finite = torch.isfinite(landmark_error.view(-1, len(batch["seed"]))).all(0)
             bad = batch["seed"][~finite][:5].tolist()
-            raise UserError(f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx} "
-                            f"(global step {self.global_step}; non-finite for seeds {bad}); lower regressor.optimizer.lr "
-                            "or check those samples")
+            raise UserError(
+                f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx} "
+                f"(global step {self.global_step}; non-finite for seeds {bad}); lower regressor.optimizer.lr "
+                "or check those samples"
+            )
         batch_size = len(batch["latent"])
         self.log("train/landmark_loss", landmark_error.mean(), prog_bar=True, batch_size=batch_size)
         self.log("train/loss", loss, batch_size=batch_size)
@@ -109,9 +124,17 @@ class AttributeRegressorModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/landmark_loss", "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/landmark_loss", "interval": "epoch"},
+        }
 
-    def to_attribute_regressor(self, latent_space: str, latent_shape: Sequence[int], metadata: dict) -> AttributeRegressor:
+    def to_attribute_regressor(
+        self, latent_space: str, latent_shape: Sequence[int], metadata: dict
+    ) -> AttributeRegressor:
         """The trained phi as a Lightning-free module (on CPU, eval mode)."""
-        return AttributeRegressor(copy.deepcopy(self.net), copy.deepcopy(self.nrsfm), latent_space, latent_shape, metadata).cpu().eval()
+        return (
+            AttributeRegressor(copy.deepcopy(self.net), copy.deepcopy(self.nrsfm), latent_space, latent_shape, metadata)
+            .cpu()
+            .eval()
+        )

@@ -21,6 +21,7 @@ Metrics (all on the test split's found samples):
   dataset sampled with style mixing, whose rows vary independently; it tells which rows to give an
   edit (``rows=[...]``). `plot_row_importance` draws it.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,12 +32,12 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
-from common.shapes import check_shape
-from regressor.data import RegressionData
-from regressor.export import AttributeRegressor
 from common.io import save_png_atomic, write_text_atomic
 from common.landmarks import face_size_name, landmark_distances, nme
+from common.shapes import check_shape
+from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
+from regressor.data import RegressionData
+from regressor.export import AttributeRegressor
 
 ROTATION_NAMES = ("pitch", "yaw", "roll")
 
@@ -50,7 +51,9 @@ def fit_global_rotation(rotation_pred: torch.Tensor, rotation_true: torch.Tensor
     return u @ torch.diag(torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign])) @ vh
 
 
-def rotation_errors(theta_pred: torch.Tensor, truth_deg: torch.Tensor, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
+def rotation_errors(
+    theta_pred: torch.Tensor, truth_deg: torch.Tensor, train: torch.Tensor, test: torch.Tensor
+) -> dict[str, float]:
     """Median |error| of pitch/yaw/roll and geodesic angle (degrees) on `test` after aligning on `train`.
 
     Args:
@@ -131,23 +134,34 @@ def attribute_errors(q_pred: torch.Tensor, q_fit: torch.Tensor, names: list[str]
         scale = 180.0 / math.pi if name in ROTATION_NAMES else 1.0
         mae = float((q_pred[:, i] - q_fit[:, i]).abs().mean()) * scale
         spread = float(q_fit[:, i].std()) * scale
-        errors[name] = {"mae": mae, "unit": "deg" if scale != 1.0 else "", "relative": mae / spread if spread > 0 else float("nan")}
+        errors[name] = {
+            "mae": mae,
+            "unit": "deg" if scale != 1.0 else "",
+            "relative": mae / spread if spread > 0 else float("nan"),
+        }
     return errors
 
 
 def format_report(report: dict[str, Any]) -> str:
     """A few human-readable lines."""
-    lines = [f"{report['split']} split, {report['num_samples']} samples, latent space {report['latent_space']}:",
-             f"  L_L(w) = {report['landmark_loss']:.3e} (normalised units; NRSfM fit itself: {report['fit_landmark_loss']:.3e})"]
+    lines = [
+        f"{report['split']} split, {report['num_samples']} samples, latent space {report['latent_space']}:",
+        f"  L_L(w) = {report['landmark_loss']:.3e} (normalised units; NRSfM fit itself: {report['fit_landmark_loss']:.3e})",
+    ]
     if report["image_size"]:
-        lines.append(f"  L_L(w) = {report['landmark_loss_px2']:.3f} px^2 at {report['image_size'][0]}x{report['image_size'][1]}, "
-                     f"mean error {report['mean_error_px']:.3f} px")
+        lines.append(
+            f"  L_L(w) = {report['landmark_loss_px2']:.3f} px^2 at {report['image_size'][0]}x{report['image_size'][1]}, "
+            f"mean error {report['mean_error_px']:.3f} px"
+        )
     lines.append(f"  NME = {report['nme']:.4f} ({report['nme_normaliser']})")
     rotation = {name: report["attributes"][name]["mae"] for name in ROTATION_NAMES}
     lines.append("  phi vs factorizer q, mean |error|: " + ", ".join(f"{k} {v:.3f} deg" for k, v in rotation.items()))
     for source, errors in report.get("rotation_vs_truth", {}).items():
-        lines.append(f"  {source} rotation vs ground truth (median, deg): " + ", ".join(
-            f"{name} {errors[f'median_{name}_deg']:.3f}" for name in ROTATION_NAMES) + f", geodesic {errors['median_geodesic_deg']:.3f}")
+        lines.append(
+            f"  {source} rotation vs ground truth (median, deg): "
+            + ", ".join(f"{name} {errors[f'median_{name}_deg']:.3f}" for name in ROTATION_NAMES)
+            + f", geodesic {errors['median_geodesic_deg']:.3f}"
+        )
     if "row_importance" in report:
         for name in ROTATION_NAMES:
             shares = " ".join(f"{share:.2f}" for share in report["row_importance"][name])
@@ -170,14 +184,23 @@ def plot_report(regressor: AttributeRegressor, data: RegressionData, report: dic
     axes[0, 0].set(title=f"mean landmark error per face ({unit})", xlabel=unit, ylabel="faces")
     layout = regressor.nrsfm.layout
     names = layout.names()
-    panels = [(axes[0, 1], "yaw"), (axes[0, 2], "pitch"), (axes[1, 0], "roll"), (axes[1, 1], names[layout.alpha][0] if layout.num_basis else "tx")]
+    panels = [
+        (axes[0, 1], "yaw"),
+        (axes[0, 2], "pitch"),
+        (axes[1, 0], "roll"),
+        (axes[1, 1], names[layout.alpha][0] if layout.num_basis else "tx"),
+    ]
     for axis, name in panels:
         i = names.index(name)
         scale = 180.0 / math.pi if name in ROTATION_NAMES else 1.0
         x, y = data.q_fit[rows, i].numpy() * scale, q_pred[:, i].numpy() * scale
         axis.scatter(x, y, s=2, alpha=0.4)
         axis.plot([x.min(), x.max()], [x.min(), x.max()], color="black", linewidth=0.8)
-        axis.set(title=f"{name}: phi vs factorizer (MAE {report['attributes'][name]['mae']:.3g})", xlabel="factorizer", ylabel="phi")
+        axis.set(
+            title=f"{name}: phi vs factorizer (MAE {report['attributes'][name]['mae']:.3g})",
+            xlabel="factorizer",
+            ylabel="phi",
+        )
     worst = int(errors.argmax())
     axis = axes[1, 2]
     axis.scatter(*data.landmarks[rows[worst]].numpy().T, s=8, label="detected")

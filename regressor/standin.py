@@ -9,6 +9,7 @@ The NRSfM model is stored in a frame rotated by a fixed random rotation H agains
 (as a real factorizer's frame is defined only up to a global rotation): the stored shape is
 p' = H p, the stored rotations R' = R_true H^T, so R' p' = R_true p and R_true = R' H.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,8 @@ import h5py
 import numpy as np
 import torch
 
-from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
 from common.io import save_npz_atomic
+from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
 from nrsfm.model import AttributeLayout, NRSfMModel
 from sampling.dataset import dataset_checksum
 
@@ -75,8 +76,13 @@ def write_standin(
     basis = np.linalg.qr(rng.standard_normal((num_landmarks, num_basis)))[0].T
     directions = rng.standard_normal((num_basis, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    true_model = NRSfMModel(torch.from_numpy(mean_shape), torch.from_numpy(directions), torch.from_numpy(basis),
-                            torch.zeros(layout.dim, dtype=torch.float64), torch.ones(layout.dim, dtype=torch.float64))
+    true_model = NRSfMModel(
+        torch.from_numpy(mean_shape),
+        torch.from_numpy(directions),
+        torch.from_numpy(basis),
+        torch.zeros(layout.dim, dtype=torch.float64),
+        torch.ones(layout.dim, dtype=torch.float64),
+    )
     landmarks = true_model(q_true).numpy() + noise * rng.standard_normal((num_samples, num_landmarks, 2))
     found = rng.random(num_samples) >= miss_fraction
     landmarks[~found] = 0.0
@@ -89,8 +95,9 @@ def write_standin(
 
     seeds = np.arange(num_samples, dtype=np.int64) + 1000 * seed
     generator = {"generator": "standin", "generator_checksum": "standin-v1"}
-    samples_meta = dict(generator, detector=detector, num_landmarks=num_landmarks, image_size=list(image_size),
-                        truncation_psi=1.0)
+    samples_meta = dict(
+        generator, detector=detector, num_landmarks=num_landmarks, image_size=list(image_size), truncation_psi=1.0
+    )
     samples_path = out_dir / "samples.h5"
     with h5py.File(samples_path, "w") as f:
         f["seeds"] = seeds
@@ -104,14 +111,28 @@ def write_standin(
         f["truth/rotation_deg"] = np.degrees(q_true[:, layout.rotation].numpy()).astype(np.float32)
         f.attrs["metadata"] = json.dumps(samples_meta)
 
-    model_meta = dict(generator, landmarks=detector, num_landmarks=num_landmarks,
-                      dataset_checksum=dataset_checksum(seeds, landmarks, found))
+    model_meta = dict(
+        generator,
+        landmarks=detector,
+        num_landmarks=num_landmarks,
+        dataset_checksum=dataset_checksum(seeds, landmarks, found),
+    )
     valid = q_fit[found]
-    fitted = NRSfMModel(torch.from_numpy(mean_shape) @ frame.T, torch.from_numpy(directions) @ frame.T,
-                        torch.from_numpy(basis), torch.from_numpy(valid.mean(0)), torch.from_numpy(valid.std(0)),
-                        model_meta)
+    fitted = NRSfMModel(
+        torch.from_numpy(mean_shape) @ frame.T,
+        torch.from_numpy(directions) @ frame.T,
+        torch.from_numpy(basis),
+        torch.from_numpy(valid.mean(0)),
+        torch.from_numpy(valid.std(0)),
+        model_meta,
+    )
     nrsfm_dir = out_dir / "nrsfm"
     fitted.save(nrsfm_dir / "model.npz")
-    save_npz_atomic(nrsfm_dir / "attributes.npz", seeds=seeds, q=q_fit.astype(np.float32), found=found,
-                    metadata=np.array(json.dumps(model_meta)))
+    save_npz_atomic(
+        nrsfm_dir / "attributes.npz",
+        seeds=seeds,
+        q=q_fit.astype(np.float32),
+        found=found,
+        metadata=np.array(json.dumps(model_meta)),
+    )
     return StandinPaths(samples=samples_path, nrsfm_dir=nrsfm_dir)

@@ -9,6 +9,7 @@ Outputs go to `output_dir` (default `default_regressor_path(cfg).parent`, a fold
 `ckpt_path=<file>` resumes from any checkpoint. `run(cfg)` returns the metrics; `main` returns
 `cfg.optimized_metric` (validation landmark loss) for the Optuna sweeper.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,10 +25,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from common.cli import exit_on_user_error, launch
 from common.errors import UserError
+from common.hashing import config_digest
 from regressor.data import detector_name
 from regressor.export import save_attribute_regressor
 from regressor.report import evaluate_regressor, format_report, plot_report, plot_row_importance, write_report
-from common.hashing import config_digest
 
 EXPORT_NAME = "regressor.pt"
 
@@ -56,9 +57,15 @@ def default_regressor_path(cfg: DictConfig) -> Path:
     """
     samples = Path(cfg.data.samples).resolve()
     regressor = OmegaConf.to_container(cfg.regressor, resolve=True)
-    key = {"samples": str(samples), "nrsfm_dir": str(Path(cfg.data.nrsfm_dir).resolve()),
-           "latent_space": cfg.latent_space, "regressor": regressor, "batch_size": cfg.data.batch_size,
-           "split": [list(cfg.data.split_fractions), cfg.data.split_seed], "seed": cfg.seed}
+    key = {
+        "samples": str(samples),
+        "nrsfm_dir": str(Path(cfg.data.nrsfm_dir).resolve()),
+        "latent_space": cfg.latent_space,
+        "regressor": regressor,
+        "batch_size": cfg.data.batch_size,
+        "split": [list(cfg.data.split_fractions), cfg.data.split_seed],
+        "seed": cfg.seed,
+    }
     digest = config_digest(key, 10)
     name = f"{samples.stem}-{cfg.latent_space.replace('+', 'plus')}-{regressor['width']}x{regressor['depth']}-{digest}"
     return Path(cfg.paths.work_dir) / "regressor" / name / EXPORT_NAME
@@ -82,8 +89,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     quiet_lightning()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                      default_root_dir=str(output_dir))
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir)
+    )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, output_dir))
@@ -94,8 +102,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if best and not trainer.fast_dev_run:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
         metrics.update(best_checkpoint=best, **{checkpoint.monitor: float(checkpoint.best_model_score)})
-    metrics.update({key: float(value) for results in trainer.test(module, datamodule=datamodule, verbose=False)
-                    for key, value in results.items()})
+    metrics.update(
+        {
+            key: float(value)
+            for results in trainer.test(module, datamodule=datamodule, verbose=False)
+            for key, value in results.items()
+        }
+    )
     if cfg.export and trainer.is_global_zero:
         regressor = module.to_attribute_regressor(data.latent_space, data.latent_shape, export_metadata(cfg, data))
         export_path = save_attribute_regressor(output_dir / EXPORT_NAME, regressor)

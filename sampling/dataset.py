@@ -15,12 +15,14 @@ temporary name + rename (`write_chunk_atomic`), and the final file is assembled 
 name and renamed into place (`write_samples_atomic`), so a file called ``samples.h5`` is complete.
 Row order is seed order; truth arrays are stored in chunks under keys ``truth.<name>``.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -61,13 +63,17 @@ def read_samples(path: str | Path) -> Samples:
         with h5py.File(path, "r") as f:
             missing = [key for key in REQUIRED_KEYS if key not in f]
             if missing:
-                raise UserError(f"dataset {path} lacks {', '.join(missing)}; re-create it with `python -m sampling.sample`")
+                raise UserError(
+                    f"dataset {path} lacks {', '.join(missing)}; re-create it with `python -m sampling.sample`"
+                )
             arrays = {key: f[key][()] for key in REQUIRED_KEYS}
             ws = f["ws"][()] if "ws" in f else None
             truth = {key: f["truth"][key][()] for key in f["truth"]} if "truth" in f else {}
             metadata = json.loads(f.attrs["metadata"])
     except (OSError, KeyError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not a readable sampling dataset ({error}); re-create it with `python -m sampling.sample`") from error
+        raise UserError(
+            f"{path} is not a readable sampling dataset ({error}); re-create it with `python -m sampling.sample`"
+        ) from error
     arrays["found"] = arrays["found"].astype(bool)
     return Samples(**arrays, metadata=metadata, ws=ws, truth=truth)
 
@@ -97,7 +103,9 @@ def read_chunk(path: str | Path, fingerprint: str) -> dict[str, np.ndarray] | No
         return None
 
 
-def write_samples_atomic(path: str | Path, blocks: Iterable[Mapping[str, np.ndarray]], num_samples: int, metadata: Mapping[str, Any]) -> None:
+def write_samples_atomic(
+    path: str | Path, blocks: Iterable[Mapping[str, np.ndarray]], num_samples: int, metadata: Mapping[str, Any]
+) -> None:
     """Write the HDF5 dataset from consecutive row blocks, under a temporary name, then rename.
 
     Args:
@@ -115,7 +123,9 @@ def write_samples_atomic(path: str | Path, blocks: Iterable[Mapping[str, np.ndar
             for key, values in block.items():
                 name = key.replace(TRUTH_PREFIX, "truth/", 1) if key.startswith(TRUTH_PREFIX) else key
                 if name not in f:
-                    f.create_dataset(name, shape=(num_samples, *values.shape[1:]), dtype=values.dtype, track_times=False)
+                    f.create_dataset(
+                        name, shape=(num_samples, *values.shape[1:]), dtype=values.dtype, track_times=False
+                    )
                 f[name][written : written + rows] = values
             written += rows
         if written != num_samples:
@@ -132,7 +142,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             return json.loads(f.attrs["metadata"])
     except (OSError, KeyError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not a readable sampling dataset ({error}); re-create it with `python -m sampling.sample`") from error
+        raise UserError(
+            f"{path} is not a readable sampling dataset ({error}); re-create it with `python -m sampling.sample`"
+        ) from error
 
 
 def iter_row_blocks(path: str | Path, rows_per_block: int = ROWS_PER_BLOCK) -> Iterator[dict[str, np.ndarray]]:
@@ -169,9 +181,15 @@ def merge_datasets(inputs: Sequence[str | Path], out: str | Path) -> dict[str, A
     metas = [read_metadata(path) for path in inputs]
     reference = _shared_metadata(metas[0])
     for path, meta in zip(inputs[1:], metas[1:]):
-        differing = sorted(key for key in set(reference) | set(_shared_metadata(meta)) if reference.get(key) != _shared_metadata(meta).get(key))
+        differing = sorted(
+            key
+            for key in set(reference) | set(_shared_metadata(meta))
+            if reference.get(key) != _shared_metadata(meta).get(key)
+        )
         if differing:
-            raise UserError(f"{path} does not come from the same sampling run as {inputs[0]} (differs in {', '.join(differing)}); merge only shards of one run")
+            raise UserError(
+                f"{path} does not come from the same sampling run as {inputs[0]} (differs in {', '.join(differing)}); merge only shards of one run"
+            )
     order = sorted(range(len(inputs)), key=lambda index: seed_ranges(metas[index])[0][0])
     ranges = [range_ for index in order for range_ in seed_ranges(metas[index])]
     by_start = sorted(ranges)
@@ -179,7 +197,13 @@ def merge_datasets(inputs: Sequence[str | Path], out: str | Path) -> dict[str, A
         if start_b < stop_a:
             raise UserError(f"inputs overlap in seeds {start_b}..{stop_a - 1}; merge each shard once")
     num_samples = sum(meta["num_samples"] for meta in metas)
-    merged = dict(metas[0], seed_start=ranges[0][0], num_samples=num_samples, seed_ranges=ranges, merged_from=[str(inputs[index]) for index in order])
+    merged = dict(
+        metas[0],
+        seed_start=ranges[0][0],
+        num_samples=num_samples,
+        seed_ranges=ranges,
+        merged_from=[str(inputs[index]) for index in order],
+    )
     merged.pop("shard", None)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

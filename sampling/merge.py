@@ -3,6 +3,7 @@
 The shards must come from the same run (same generator and checksum, detector, settings) with
 disjoint seed ranges; see `sampling.dataset.merge_datasets`. The output is written atomically.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from sampling.dataset import merge_datasets
 from common.cli import exit_on_user_error, launch
+from sampling.dataset import merge_datasets
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -19,6 +19,7 @@
   landmark error against the truth in pixels and the mean NME (`common.landmarks.nme`),
   and writes ``<out stem>.png``: a 4x4 grid of the first samples with their detected landmarks.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -26,11 +27,12 @@ import logging
 import multiprocessing
 import shutil
 from collections import deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import hydra
 import numpy as np
@@ -40,20 +42,39 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from backbones.landmarks.base import images_to_uint8
-from sampling.dataset import TRUTH_PREFIX, read_chunk, read_metadata, read_samples, write_chunk_atomic, write_samples_atomic
 from common.cli import build, check_config_complete, exit_on_user_error, launch
 from common.errors import UserError
 from common.hashing import config_digest
 from common.io import atomic_path
 from common.landmarks import landmark_distances, nme
+from sampling.dataset import (
+    TRUTH_PREFIX,
+    read_chunk,
+    read_metadata,
+    read_samples,
+    write_chunk_atomic,
+    write_samples_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 VERSIONED_PACKAGES = ("rankone-edit", "torch", "numpy", "h5py", "dlib-bin", "mediapipe")
 # Config entries that change the stored data (or its chunking); the rest (out, num_workers, ...) do not.
-DATA_KEYS = ("generator", "landmarks", "num_samples", "seed", "shard", "num_shards", "truncation_psi", "noise_mode", "save_ws",
-             "style_mixing", "batch_size", "chunk_size")
+DATA_KEYS = (
+    "generator",
+    "landmarks",
+    "num_samples",
+    "seed",
+    "shard",
+    "num_shards",
+    "truncation_psi",
+    "noise_mode",
+    "save_ws",
+    "style_mixing",
+    "batch_size",
+    "chunk_size",
+)
 # Keys left out of the data config (and so of the cache hash) at this value: datasets made before the key existed keep their names.
 DATA_KEY_DEFAULTS = {"style_mixing": 0.0}
 PREVIEW_GRID = 4
@@ -83,7 +104,11 @@ def shard_seed_range(seed: int, num_samples: int, shard: int, num_shards: int) -
 def data_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config entries that determine the dataset (see DATA_KEYS)."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    return {key: container[key] for key in DATA_KEYS if key not in DATA_KEY_DEFAULTS or container[key] != DATA_KEY_DEFAULTS[key]}
+    return {
+        key: container[key]
+        for key in DATA_KEYS
+        if key not in DATA_KEY_DEFAULTS or container[key] != DATA_KEY_DEFAULTS[key]
+    }
 
 
 def default_dataset_path(cfg: DictConfig, generator=None) -> Path:
@@ -100,7 +125,14 @@ def default_dataset_path(cfg: DictConfig, generator=None) -> Path:
     tag += f"-mix{float(cfg.style_mixing):g}" if cfg.style_mixing else ""
     tag += f"-shard{cfg.shard}of{cfg.num_shards}" if cfg.num_shards > 1 else ""
     digest = config_digest(data_config(cfg), 8)
-    return Path(cfg.paths.work_dir) / "samples" / f"{generator.name}-{generator.checksum()}" / detector_name / f"{tag}-{digest}" / "samples.h5"
+    return (
+        Path(cfg.paths.work_dir)
+        / "samples"
+        / f"{generator.name}-{generator.checksum()}"
+        / detector_name
+        / f"{tag}-{digest}"
+        / "samples.h5"
+    )
 
 
 def package_versions() -> dict[str, str]:
@@ -114,8 +146,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def dataset_metadata(generator, detector, seed_start: int, num_samples: int, truncation_psi: float, noise_mode: str, save_ws: bool,
-                     style_mixing: float, config: Mapping[str, Any]) -> dict[str, Any]:
+def dataset_metadata(
+    generator,
+    detector,
+    seed_start: int,
+    num_samples: int,
+    truncation_psi: float,
+    noise_mode: str,
+    save_ws: bool,
+    style_mixing: float,
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
     """The ``metadata`` attribute of a dataset (also the fingerprint of its chunks); ``style_mixing`` only when it is used."""
     metadata = {
         "format_version": FORMAT_VERSION,
@@ -186,14 +227,18 @@ class BatchRunner:
     `submit(seeds)` returns (rows or None, future): with None the future yields (rows, detections).
     """
 
-    def __init__(self, generator, detector, render_options: Mapping[str, Any], num_workers: int, render_in_workers: bool):
+    def __init__(
+        self, generator, detector, render_options: Mapping[str, Any], num_workers: int, render_in_workers: bool
+    ):
         self.generator, self.detector, self.render_options = generator, detector, dict(render_options)
         self.render_in_workers = render_in_workers and num_workers > 0
         self.pool = None
         if num_workers > 0:
             shipped_generator = generator if self.render_in_workers else None
             self.pool = ProcessPoolExecutor(
-                num_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                num_workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
                 initargs=(detector, shipped_generator, self.render_options),
             )
 
@@ -212,7 +257,9 @@ class BatchRunner:
 
 
 # ---------------------------------------------------------------------------------------------
-def mix_styles(generator, seeds: np.ndarray, ws: torch.Tensor, truncation_psi: float, probability: float) -> torch.Tensor:
+def mix_styles(
+    generator, seeds: np.ndarray, ws: torch.Tensor, truncation_psi: float, probability: float
+) -> torch.Tensor:
     """StyleGAN's style mixing, per row: ws (B, num_ws, w_dim) of seeds (B,) -> a copy in which each row,
     independently with `probability`, holds the w of a partner latent instead. The partner z and the
     rows it takes continue the seed's own random stream (after its z), so a seed always gets the same mix."""
@@ -224,12 +271,20 @@ def mix_styles(generator, seeds: np.ndarray, ws: torch.Tensor, truncation_psi: f
         stream.randn(generator.z_dim)  # the seed's own z
         partner_z.append(stream.randn(generator.z_dim))
         take.append(stream.random_sample(generator.num_ws) < probability)
-    partner_ws = generator.mapping(torch.from_numpy(np.stack(partner_z).astype(np.float32)).to(ws.device), truncation_psi)
+    partner_ws = generator.mapping(
+        torch.from_numpy(np.stack(partner_z).astype(np.float32)).to(ws.device), truncation_psi
+    )
     return torch.where(torch.from_numpy(np.stack(take))[..., None].to(ws.device), partner_ws, ws)
 
 
-def render_batch(generator, seeds: np.ndarray, truncation_psi: float, save_ws: bool, noise_mode: str = "const",
-                 style_mixing: float = 0.0) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+def render_batch(
+    generator,
+    seeds: np.ndarray,
+    truncation_psi: float,
+    save_ws: bool,
+    noise_mode: str = "const",
+    style_mixing: float = 0.0,
+) -> tuple[dict[str, np.ndarray], torch.Tensor]:
     """Seeds (B,) -> (rows without detections: seeds, z (B, z_dim), w (B, w_dim)[, ws][, truth.*]; images (B, 3, R, R)).
 
     With `style_mixing` > 0 the images come from `mix_styles`; z and w are then the seed's own
@@ -309,15 +364,21 @@ def sample_dataset(
         `out`. When `out` already holds this very dataset nothing is recomputed.
     """
     if batch_size < 1 or chunk_size < 1 or num_workers < 0:
-        raise ValueError(f"need batch_size >= 1, chunk_size >= 1, num_workers >= 0; got {batch_size}, {chunk_size}, {num_workers}")
+        raise ValueError(
+            f"need batch_size >= 1, chunk_size >= 1, num_workers >= 0; got {batch_size}, {chunk_size}, {num_workers}"
+        )
     if not 0.0 <= style_mixing <= 1.0:
         raise UserError(f"style_mixing is a probability in [0, 1], got {style_mixing}")
     if style_mixing > 0 and not save_ws:
         raise UserError("style_mixing > 0 mixes the rows of ws, so only ws describes the images; add save_ws=true")
     out = Path(out)
     if getattr(detector, "needs_calibration", False):
-        detector.calibrate(images_to_uint8(render_batch(generator, np.arange(CALIBRATION_SEEDS), truncation_psi, False, noise_mode)[1]))
-    metadata = dataset_metadata(generator, detector, seed_start, num_samples, truncation_psi, noise_mode, save_ws, style_mixing, config or {})
+        detector.calibrate(
+            images_to_uint8(render_batch(generator, np.arange(CALIBRATION_SEEDS), truncation_psi, False, noise_mode)[1])
+        )
+    metadata = dataset_metadata(
+        generator, detector, seed_start, num_samples, truncation_psi, noise_mode, save_ws, style_mixing, config or {}
+    )
     fingerprint = config_digest(metadata)
     if out.exists():
         if read_metadata(out) == metadata:
@@ -328,15 +389,33 @@ def sample_dataset(
     try:
         parts_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create {parts_dir} ({error.strerror or error}); choose a writable out= or paths.work_dir") from error
-    chunks = [Chunk(index, start, min(start + chunk_size, seed_start + num_samples)) for index, start in enumerate(range(seed_start, seed_start + num_samples, chunk_size))]
+        raise UserError(
+            f"cannot create {parts_dir} ({error.strerror or error}); choose a writable out= or paths.work_dir"
+        ) from error
+    chunks = [
+        Chunk(index, start, min(start + chunk_size, seed_start + num_samples))
+        for index, start in enumerate(range(seed_start, seed_start + num_samples, chunk_size))
+    ]
     chunk_paths = [parts_dir / f"chunk_{chunk.index:05d}.npz" for chunk in chunks]
     todo = [chunk for chunk, path in zip(chunks, chunk_paths) if read_chunk(path, fingerprint) is None]
     image_size = (generator.img_resolution, generator.img_resolution)
     done = num_samples - sum(chunk.stop - chunk.start for chunk in todo)
-    bar = tqdm(total=num_samples, initial=done, unit="img", desc=f"sampling {detector.name}", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=num_samples,
+        initial=done,
+        unit="img",
+        desc=f"sampling {detector.name}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     num_workers = num_workers if todo and (num_workers == 0 or can_spawn_workers()) else 0
-    runner = BatchRunner(generator, detector, dict(truncation_psi=truncation_psi, save_ws=save_ws, noise_mode=noise_mode, style_mixing=style_mixing), num_workers, render_in_workers)
+    runner = BatchRunner(
+        generator,
+        detector,
+        dict(truncation_psi=truncation_psi, save_ws=save_ws, noise_mode=noise_mode, style_mixing=style_mixing),
+        num_workers,
+        render_in_workers,
+    )
     window = 2 * max(num_workers, 1)
     pending: deque = deque()
     collected: dict[int, list] = {}
@@ -353,7 +432,9 @@ def sample_dataset(
         bar.update(len(result[1]))
         bar.set_postfix(found=f"{counts['found'] / counts['seen']:.1%}")
         if sum(len(part[0]["seeds"]) for part in collected[chunk.index]) == chunk.stop - chunk.start:
-            write_chunk_atomic(chunk_paths[chunk.index], finish_chunk(chunk, collected.pop(chunk.index), image_size), fingerprint)
+            write_chunk_atomic(
+                chunk_paths[chunk.index], finish_chunk(chunk, collected.pop(chunk.index), image_size), fingerprint
+            )
             if on_chunk_written is not None:
                 on_chunk_written(chunk.index)
 
@@ -367,7 +448,9 @@ def sample_dataset(
         while pending:
             collect()
     except BrokenProcessPool as error:
-        raise UserError(f"a detection worker died ({error}); re-run with num_workers=0 to see the detector's own error") from error
+        raise UserError(
+            f"a detection worker died ({error}); re-run with num_workers=0 to see the detector's own error"
+        ) from error
     finally:
         runner.shutdown()
         bar.close()
@@ -390,8 +473,10 @@ def summarise(path: Path) -> dict[str, Any]:
     if truth is not None and samples.landmarks.shape[1] == truth.shape[1] and samples.found.any():
         detected, true = torch.from_numpy(samples.landmarks[samples.found]), torch.from_numpy(truth[samples.found])
         image_size = tuple(samples.metadata["image_size"])
-        summary.update(median_error_px=float(landmark_distances(detected, true, image_size).mean(-1).median()),
-                       nme=float(nme(detected, true, image_size).mean()))
+        summary.update(
+            median_error_px=float(landmark_distances(detected, true, image_size).mean(-1).median()),
+            nme=float(nme(detected, true, image_size).mean()),
+        )
     return summary
 
 
@@ -455,7 +540,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     summary = summarise(out)
     if cfg.preview:
-        summary["preview"] = str(save_preview(generator, out.with_suffix(".png"), out, cfg.truncation_psi, cfg.noise_mode))
+        summary["preview"] = str(
+            save_preview(generator, out.with_suffix(".png"), out, cfg.truncation_psi, cfg.noise_mode)
+        )
     print(format_summary(summary))
     return summary
 
@@ -467,7 +554,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"detection rate: {summary['detection_rate']:.2%} ({summary['num_found']} of {summary['num_samples']})",
     ]
     if "median_error_px" in summary:
-        lines.append(f"landmark error vs ground truth: median {summary['median_error_px']:.2f} px, NME {summary['nme']:.2%}")
+        lines.append(
+            f"landmark error vs ground truth: median {summary['median_error_px']:.2f} px, NME {summary['nme']:.2%}"
+        )
     if "preview" in summary:
         lines.append(f"preview: {summary['preview']}")
     return "\n".join(lines)

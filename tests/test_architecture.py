@@ -1,4 +1,5 @@
 """The package boundaries of docs/ARCHITECTURE.md, checked on the import statements of the source tree."""
+
 import ast
 from pathlib import Path
 
@@ -35,8 +36,16 @@ ENTRY_POINTS = {name for name, path in SOURCES.items() if is_entry_point(path)}
 
 
 def test_the_stages_have_their_entry_points():
-    assert {"sampling.sample", "sampling.merge", "nrsfm.fit", "regressor.train", "editing.edit", "editing.transfer",
-            "editing.sample", "editing.evaluate"} <= ENTRY_POINTS
+    assert {
+        "sampling.sample",
+        "sampling.merge",
+        "nrsfm.fit",
+        "regressor.train",
+        "editing.edit",
+        "editing.transfer",
+        "editing.sample",
+        "editing.evaluate",
+    } <= ENTRY_POINTS
 
 
 @pytest.mark.parametrize("name", sorted(name for name in SOURCES if name.startswith("nrsfm.")))

@@ -15,11 +15,12 @@ chip pixel (x, y, 1) to image pixel coordinates.
   same with a differentiable [1 4 6 4 1]/16 blur-and-halve pyramid (close to, not bit-equal with,
   dlib's pyramid_down<2>).
 """
+
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -153,7 +154,9 @@ def template_chip_to_image(points: torch.Tensor, template: torch.Tensor) -> torc
     ``norm_crop`` fits image -> chip the same way and warps with its inverse)."""
     check_shape(template, ("P", 2), "template")
     check_shape(points, ("B", template.shape[0], 2), "alignment points")
-    image_to_chip = similarity_transform(points.to(torch.float64), template.to(torch.float64).expand(points.shape[0], -1, -1))
+    image_to_chip = similarity_transform(
+        points.to(torch.float64), template.to(torch.float64).expand(points.shape[0], -1, -1)
+    )
     linear = torch.linalg.inv(image_to_chip[:, :, :2])
     return torch.cat([linear, -linear @ image_to_chip[:, :, 2:]], dim=2)
 
@@ -163,13 +166,15 @@ def centred_chip_to_image(num_images: int, height: int, width: int, size: int) -
     -> chip_to_image (num_images, 2, 3)."""
     side = min(height, width)
     scale = (side - 1) / (size - 1.0)
-    affine = torch.tensor([[scale, 0.0, (width - side) / 2.0], [0.0, scale, (height - side) / 2.0]], dtype=torch.float64)
+    affine = torch.tensor(
+        [[scale, 0.0, (width - side) / 2.0], [0.0, scale, (height - side) / 2.0]], dtype=torch.float64
+    )
     return affine.expand(num_images, -1, -1).clone()
 
 
 def chip_geometry_or_centre(
     images: torch.Tensor,
-    detector: "FacePointDetector",
+    detector: FacePointDetector,
     on_missing: str,
     chip_size: int,
     placeholder_points: torch.Tensor,
@@ -213,7 +218,9 @@ def extract_chips(images: torch.Tensor, chip_to_image: torch.Tensor, size: int) 
     check_finite(chip_to_image, "chip_to_image")
     scale = chip_to_image[:, :, :2].det().abs().sqrt()
     levels = torch.where(scale > 2.0, torch.ceil(torch.log2(scale)) - 1, torch.zeros_like(scale)).long()
-    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij"
+    )
     chip_pixels = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(-1, 3)
     chips = images.new_zeros(sizes["B"], sizes["C"], size, size)
     level_images = images
@@ -223,17 +230,29 @@ def extract_chips(images: torch.Tensor, chip_to_image: torch.Tensor, size: int) 
         selected = (levels == level).nonzero().squeeze(1)
         if selected.numel() == 0:
             continue
-        image_points = chip_pixels @ chip_to_image[selected].transpose(1, 2) / 2.0 ** level  # (b, size², 2)
+        image_points = chip_pixels @ chip_to_image[selected].transpose(1, 2) / 2.0**level  # (b, size², 2)
         height, width = level_images.shape[2:]
         normalise = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], dtype=torch.float64)
         grid = (image_points * normalise - 1.0).reshape(-1, size, size, 2).to(images.dtype)
-        chips[selected] = F.grid_sample(level_images[selected], grid.to(images.device), mode="bilinear",
-                                        padding_mode="zeros" if level == 0 else "border", align_corners=True)
+        chips[selected] = F.grid_sample(
+            level_images[selected],
+            grid.to(images.device),
+            mode="bilinear",
+            padding_mode="zeros" if level == 0 else "border",
+            align_corners=True,
+        )
     return chips
 
 
 __all__ = [
-    "ARCFACE_TEMPLATE_112", "DLIB_FIVE_POINT_TEMPLATE", "FacePointDetector", "centred_chip_to_image",
-    "dlib_chip_to_image", "extract_chips", "images_to_uint8", "models_dir", "similarity_transform",
+    "ARCFACE_TEMPLATE_112",
+    "DLIB_FIVE_POINT_TEMPLATE",
+    "FacePointDetector",
+    "centred_chip_to_image",
+    "dlib_chip_to_image",
+    "extract_chips",
+    "images_to_uint8",
+    "models_dir",
+    "similarity_transform",
     "template_chip_to_image",
 ]

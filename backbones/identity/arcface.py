@@ -19,6 +19,7 @@ model-zoo ``ArcFaceONNX`` on onnxruntime (`InsightFaceRecognizer`: ``norm_crop``
 points, its own input mean/std), used for embeddings computed without autograd, such as
 ``editing.evaluate``'s L_ID. Both align on the points of `FacePointDetector("arcface5")`.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,8 +61,9 @@ def takes_raw_pixels(graph: Any) -> bool:
     node named Sub*/_minus* and one named Mul*/_mul* among its first 8 nodes; they take pixels in [0, 255],
     every other recognition model (pixel - 127.5) / 127.5."""
     names = [node.name for node in graph.node[:8]]
-    return (any(name.startswith(("Sub", "_minus")) for name in names)
-            and any(name.startswith(("Mul", "_mul")) for name in names))
+    return any(name.startswith(("Sub", "_minus")) for name in names) and any(
+        name.startswith(("Mul", "_mul")) for name in names
+    )
 
 
 def _attributes(node: Any) -> dict[str, Any]:
@@ -76,8 +78,15 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = Non
     if pads[:half] != pads[half:]:  # asymmetric: pad explicitly (ONNX order: begins then ends)
         x = F.pad(x, [pads[half + 1], pads[1], pads[half], pads[0]])
         pads = [0] * len(pads)
-    return F.conv2d(x, weight, bias, stride=tuple(attrs.get("strides", [1, 1])), padding=tuple(pads[:half]),
-                    dilation=tuple(attrs.get("dilations", [1, 1])), groups=attrs.get("group", 1))
+    return F.conv2d(
+        x,
+        weight,
+        bias,
+        stride=tuple(attrs.get("strides", [1, 1])),
+        padding=tuple(pads[:half]),
+        dilation=tuple(attrs.get("dilations", [1, 1])),
+        groups=attrs.get("group", 1),
+    )
 
 
 def _gemm(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None, **attrs: Any) -> torch.Tensor:
@@ -88,7 +97,9 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None, **att
 
 
 def _reshape(x: torch.Tensor, shape: torch.Tensor, **attrs: Any) -> torch.Tensor:
-    target = [x.shape[i] if size == 0 and not attrs.get("allowzero", 0) else size for i, size in enumerate(shape.tolist())]
+    target = [
+        x.shape[i] if size == 0 and not attrs.get("allowzero", 0) else size for i, size in enumerate(shape.tolist())
+    ]
     return x.reshape(target)
 
 
@@ -151,11 +162,15 @@ class OnnxGraphModule(nn.Module):
         for index, node in enumerate(graph.node):
             attrs = _attributes(node)
             if node.op_type == "Constant":
-                self._register(f"constant_{index}", node.output[0], torch.from_numpy(numpy_helper.to_array(attrs["value"]).copy()))
+                self._register(
+                    f"constant_{index}", node.output[0], torch.from_numpy(numpy_helper.to_array(attrs["value"]).copy())
+                )
                 continue
             if node.op_type not in _OPS:
-                raise UserError(f"{source} uses ONNX op {node.op_type!r}, which this loader does not support; "
-                                f"use an insightface IResNet recognition model such as {DEFAULT_FILE_NAME}")
+                raise UserError(
+                    f"{source} uses ONNX op {node.op_type!r}, which this loader does not support; "
+                    f"use an insightface IResNet recognition model such as {DEFAULT_FILE_NAME}"
+                )
             self.nodes.append((node.op_type, list(node.input), list(node.output), attrs))
         self.normalises_input = takes_raw_pixels(graph)
 
@@ -181,10 +196,18 @@ class OnnxGraphModule(nn.Module):
         return values[self.output_name]
 
 
-def resolve_model_path(model_path: str | Path | None = None, model_name: str = DEFAULT_MODEL_NAME,
-                       file_name: str = DEFAULT_FILE_NAME, root: str | Path | None = None) -> Path:
+def resolve_model_path(
+    model_path: str | Path | None = None,
+    model_name: str = DEFAULT_MODEL_NAME,
+    file_name: str = DEFAULT_FILE_NAME,
+    root: str | Path | None = None,
+) -> Path:
     """`model_path`, else <root>/<model_name>/<file_name>; UserError naming the file and folder if missing."""
-    path = Path(model_path).expanduser() if model_path else Path(root or default_models_root()).expanduser() / model_name / file_name
+    path = (
+        Path(model_path).expanduser()
+        if model_path
+        else Path(root or default_models_root()).expanduser() / model_name / file_name
+    )
     if not path.is_file():
         raise UserError(
             f"ArcFace model not found at {path}: put insightface's {file_name} (from the {model_name} pack) "
@@ -200,7 +223,9 @@ def load_arcface_onnx(path: str | Path) -> OnnxGraphModule:
     try:
         model = onnx.load(str(path))
     except Exception as error:  # protobuf raises several unrelated types on corrupt files
-        raise UserError(f"cannot read {path} as an ONNX model ({type(error).__name__}); re-download {Path(path).name}") from error
+        raise UserError(
+            f"cannot read {path} as an ONNX model ({type(error).__name__}); re-download {Path(path).name}"
+        ) from error
     return OnnxGraphModule(model, source=str(path)).eval().requires_grad_(False)
 
 
@@ -217,12 +242,16 @@ class InsightFaceRecognizer:
         try:
             from insightface.model_zoo import get_model
         except ImportError as error:
-            raise UserError(f"identity.evaluation_backend=insightface needs the insightface package ({error}); "
-                            "pip install 'rankone-edit[insightface]' or set identity.evaluation_backend=torch") from error
+            raise UserError(
+                f"identity.evaluation_backend=insightface needs the insightface package ({error}); "
+                "pip install 'rankone-edit[insightface]' or set identity.evaluation_backend=torch"
+            ) from error
         model = get_model(str(path), providers=providers)
         if getattr(model, "taskname", None) != "recognition":
-            raise UserError(f"insightface does not read {path} as a recognition model (it takes a square image of at "
-                            f"least 112 pixels and gives one output); use a recognition model such as {DEFAULT_FILE_NAME}")
+            raise UserError(
+                f"insightface does not read {path} as a recognition model (it takes a square image of at "
+                f"least 112 pixels and gives one output); use a recognition model such as {DEFAULT_FILE_NAME}"
+            )
         self.model = model
         self.input_size = int(model.input_size[0])
 
@@ -232,8 +261,12 @@ class InsightFaceRecognizer:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # scikit-image's notice about the estimate() norm_crop calls
-            return np.stack([face_align.norm_crop(frame, landmark=face_points.astype(np.float32), image_size=self.input_size)
-                             for frame, face_points in zip(frames, points)])
+            return np.stack(
+                [
+                    face_align.norm_crop(frame, landmark=face_points.astype(np.float32), image_size=self.input_size)
+                    for frame, face_points in zip(frames, points)
+                ]
+            )
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
         """chips (B, S, S, 3) uint8 BGR aligned faces -> raw network outputs (B, D) float32 (``ArcFaceONNX.get_feat``)."""
@@ -251,12 +284,21 @@ class ArcFaceIdentity(IdentityNetwork):
 
     name = "arcface"
 
-    def __init__(self, model_path: str | Path | None = None, model_name: str = DEFAULT_MODEL_NAME,
-                 file_name: str = DEFAULT_FILE_NAME, root: str | Path | None = None, upsample: int = 1,
-                 on_missing: str = "error", evaluation_backend: str = "torch"):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        model_name: str = DEFAULT_MODEL_NAME,
+        file_name: str = DEFAULT_FILE_NAME,
+        root: str | Path | None = None,
+        upsample: int = 1,
+        on_missing: str = "error",
+        evaluation_backend: str = "torch",
+    ):
         super().__init__()
         if evaluation_backend not in EVALUATION_BACKENDS:
-            raise UserError(f"unknown identity.evaluation_backend {evaluation_backend!r}; use one of {', '.join(EVALUATION_BACKENDS)}")
+            raise UserError(
+                f"unknown identity.evaluation_backend {evaluation_backend!r}; use one of {', '.join(EVALUATION_BACKENDS)}"
+            )
         self.on_missing = check_missing_policy(on_missing)
         path = resolve_model_path(model_path, model_name, file_name, root)
         self.network = load_arcface_onnx(path)
@@ -283,7 +325,9 @@ class ArcFaceIdentity(IdentityNetwork):
 
     def chip_geometry(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> chip_to_image (B, 2, 3) for 112x112 chips (non-differentiable)."""
-        return template_chip_to_image(self.alignment_points(images), torch.tensor(ARCFACE_TEMPLATE_112, dtype=torch.float64))
+        return template_chip_to_image(
+            self.alignment_points(images), torch.tensor(ARCFACE_TEMPLATE_112, dtype=torch.float64)
+        )
 
     def chips(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> aligned chips (B, 3, 112, 112) in [-1, 1] (black outside)."""
@@ -302,8 +346,10 @@ class ArcFaceIdentity(IdentityNetwork):
         by ``ArcFaceONNX.get_feat``.
         """
         if self.insightface is None:
-            raise ValueError("this ArcFaceIdentity was built with evaluation_backend=torch; "
-                             "build it with evaluation_backend=insightface to use insightface")
+            raise ValueError(
+                "this ArcFaceIdentity was built with evaluation_backend=torch; "
+                "build it with evaluation_backend=insightface to use insightface"
+            )
         points = self.alignment_points(images).numpy()
         frames = np.ascontiguousarray(images_to_uint8(images)[..., ::-1])
         features = torch.from_numpy(self.insightface.embed_chips(self.insightface.align(frames, points)))

@@ -8,6 +8,7 @@ Images in which no face is found: with ``on_missing="error"`` (the default) `emb
 ValueError naming the batch items; with ``on_missing="centre"`` those items use the largest centred
 square of the image as the chip instead (suits generators whose faces are centred, e.g. FFHQ).
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,7 +36,7 @@ class IdentityNetwork(nn.Module):
     name: str = "identity"
     embedding_dim: int
 
-    def freeze(self) -> "IdentityNetwork":
+    def freeze(self) -> IdentityNetwork:
         """eval() and requires_grad_(False); returns self."""
         return self.eval().requires_grad_(False)
 

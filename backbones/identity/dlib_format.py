@@ -19,6 +19,7 @@ The format, as dlib writes it (our own reading of dlib's sources, no dlib code i
 written identically, so the reader cannot tell them apart; the network definition that
 consumes the list knows where each one is.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,7 +56,7 @@ class _Reader:
     def take(self, count: int) -> bytes:
         if self.pos + count > len(self.data):
             raise self.fail("file ends early")
-        chunk = self.data[self.pos:self.pos + count]
+        chunk = self.data[self.pos : self.pos + count]
         self.pos += count
         return chunk
 
@@ -111,7 +112,10 @@ def _read_details(reader: _Reader) -> DlibLayer:
     version = reader.string()
     if version == "con_4":
         params = reader.tensor()
-        fields = {name: reader.integer() for name in ("num_filters", "nr", "nc", "stride_y", "stride_x", "padding_y", "padding_x")}
+        fields = {
+            name: reader.integer()
+            for name in ("num_filters", "nr", "nc", "stride_y", "stride_x", "padding_y", "padding_x")
+        }
         fields["filters"] = reader.alias_tensor()
         fields["biases"] = reader.alias_tensor()
         for _ in range(4):  # learning-rate and weight-decay multipliers
@@ -135,8 +139,17 @@ def _read_details(reader: _Reader) -> DlibLayer:
         bias_mode = reader.integer()
         for _ in range(4):
             reader.real()
-        return DlibLayer("fc", {"num_outputs": num_outputs, "num_inputs": num_inputs, "params": params,
-                                "weights": weights, "biases": biases, "has_bias": bias_mode == 0})
+        return DlibLayer(
+            "fc",
+            {
+                "num_outputs": num_outputs,
+                "num_inputs": num_inputs,
+                "params": params,
+                "weights": weights,
+                "biases": biases,
+                "has_bias": bias_mode == 0,
+            },
+        )
     raise reader.fail(f"unsupported layer type {version!r}")
 
 
@@ -155,9 +168,11 @@ def _read_batch_norm_as_affine(reader: _Reader, version: str) -> DlibLayer:
     num_gamma = int(np.prod(gamma))
     flat = params.ravel().astype(np.float64)
     scale = flat[:num_gamma] / np.sqrt(running_variances + eps)
-    shift = flat[num_gamma:2 * num_gamma] - scale * running_means
+    shift = flat[num_gamma : 2 * num_gamma] - scale * running_means
     folded = np.concatenate([scale, shift]).astype(np.float32).reshape(-1, 1, 1, 1)
-    return DlibLayer("affine", {"params": folded, "gamma": gamma, "beta": beta, "mode": 0 if version == "bn_con2" else 1})
+    return DlibLayer(
+        "affine", {"params": folded, "gamma": gamma, "beta": beta, "mode": 0 if version == "bn_con2" else 1}
+    )
 
 
 def _read_input(reader: _Reader) -> DlibLayer:

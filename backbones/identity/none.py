@@ -2,6 +2,7 @@
 
 Use it to switch the identity term off (its embeddings are empty (B, 0) tensors).
 """
+
 from __future__ import annotations
 
 import torch

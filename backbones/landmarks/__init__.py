@@ -4,6 +4,7 @@ Implementations live in their own modules so that importing this package loads n
 mediapipe or FAN: ``backbones.landmarks.dlib.DlibDetector``, ``backbones.landmarks.mediapipe.MediaPipeDetector``,
 ``backbones.landmarks.fan.FanDetector``; Hydra group ``conf/landmarks/``.
 """
+
 from backbones.landmarks.base import Detections, LandmarkDetector, images_to_uint8
 
 __all__ = ["Detections", "LandmarkDetector", "images_to_uint8"]

@@ -10,6 +10,7 @@ Detectors run image by image on uint8 RGB arrays (dlib, MediaPipe and FAN all wo
 `detect` converts the batch once (`images_to_uint8`) and calls `detect_uint8`, which the sampling
 stage also calls directly in its worker processes (uint8 batches are 4x cheaper to send).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ The predictor file ``shape_predictor_68_face_landmarks.dat`` comes from the
 ``pkg_resources``, which recent setuptools no longer ships). When the HOG detector finds several
 faces, the one with the highest detector score is used; that score is the returned ``score``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -53,7 +54,9 @@ class HogFaceFinder:
         max_upsample: most doublings tried when the earlier scans find nothing (None: `upsample`).
     """
 
-    def __init__(self, upsample: int = 0, threshold: float = 0.0, search_size: int | None = 256, max_upsample: int | None = 1):
+    def __init__(
+        self, upsample: int = 0, threshold: float = 0.0, search_size: int | None = 256, max_upsample: int | None = 1
+    ):
         max_upsample = upsample if max_upsample is None else max_upsample
         if not 0 <= upsample <= max_upsample:
             raise ValueError(f"need 0 <= upsample <= max_upsample, got upsample={upsample} max_upsample={max_upsample}")
@@ -93,7 +96,9 @@ def scale_box(box: dlib.rectangle, factor: int) -> dlib.rectangle:
     """A box found on a copy shrunk by `factor` -> the same box in full-image pixels (inclusive corners)."""
     if factor == 1:
         return box
-    return dlib.rectangle(box.left() * factor, box.top() * factor, (box.right() + 1) * factor - 1, (box.bottom() + 1) * factor - 1)
+    return dlib.rectangle(
+        box.left() * factor, box.top() * factor, (box.right() + 1) * factor - 1, (box.bottom() + 1) * factor - 1
+    )
 
 
 class DlibDetector(LandmarkDetector):
@@ -122,21 +127,38 @@ class DlibDetector(LandmarkDetector):
     name = "dlib"
     num_landmarks = 68
 
-    def __init__(self, predictor_path: str | None = None, upsample: int = 0, threshold: float = 0.0, search_size: int | None = 256,
-                 max_upsample: int | None = 1, aligned: bool = False, face_box: Sequence[float] | None = None, fit_tolerance: float = 0.02):
+    def __init__(
+        self,
+        predictor_path: str | None = None,
+        upsample: int = 0,
+        threshold: float = 0.0,
+        search_size: int | None = 256,
+        max_upsample: int | None = 1,
+        aligned: bool = False,
+        face_box: Sequence[float] | None = None,
+        fit_tolerance: float = 0.02,
+    ):
         if fit_tolerance <= 0:
             raise ValueError(f"fit_tolerance must be > 0, got {fit_tolerance}")
-        if face_box is not None and not (len(face_box) == 4 and 0 <= face_box[0] < face_box[2] <= 1 and 0 <= face_box[1] < face_box[3] <= 1):
-            raise ValueError(f"face_box must be (left, top, right, bottom) fractions of the image with left < right and top < bottom, got {face_box}")
+        if face_box is not None and not (
+            len(face_box) == 4 and 0 <= face_box[0] < face_box[2] <= 1 and 0 <= face_box[1] < face_box[3] <= 1
+        ):
+            raise ValueError(
+                f"face_box must be (left, top, right, bottom) fractions of the image with left < right and top < bottom, got {face_box}"
+            )
         face_box = None if face_box is None else tuple(float(value) for value in face_box)
         self._args = (predictor_path, upsample, threshold, search_size, max_upsample, aligned, face_box, fit_tolerance)
         path = Path(predictor_path) if predictor_path is not None else face_recognition_models_file(PREDICTOR_FILE)
         if not path.is_file():
-            raise UserError(f"dlib shape predictor {path} not found; put {PREDICTOR_FILE} there or set landmarks.predictor_path")
+            raise UserError(
+                f"dlib shape predictor {path} not found; put {PREDICTOR_FILE} there or set landmarks.predictor_path"
+            )
         try:
             self._predictor = dlib.shape_predictor(str(path))
         except RuntimeError as error:
-            raise UserError(f"{path} is not a dlib shape predictor ({error}); reinstall face-recognition-models") from error
+            raise UserError(
+                f"{path} is not a dlib shape predictor ({error}); reinstall face-recognition-models"
+            ) from error
         self._faces = HogFaceFinder(upsample, threshold, search_size, max_upsample)
         self.aligned = bool(aligned)
         self.face_box = face_box
@@ -158,9 +180,13 @@ class DlibDetector(LandmarkDetector):
         height, width = images.shape[1:3]
         boxes = [face[0] for face in map(self._faces.find, images) if face is not None]
         if not boxes:
-            raise UserError(f"no face found in any of the {len(images)} calibration images; check the generator or set landmarks.aligned=false")
+            raise UserError(
+                f"no face found in any of the {len(images)} calibration images; check the generator or set landmarks.aligned=false"
+            )
         corners = np.array([(box.left(), box.top(), box.right() + 1, box.bottom() + 1) for box in boxes], np.float64)
-        self.face_box = tuple(float(value) for value in np.median(corners, axis=0) / np.array([width, height, width, height]))
+        self.face_box = tuple(
+            float(value) for value in np.median(corners, axis=0) / np.array([width, height, width, height])
+        )
         self._args = (*self._args[:6], self.face_box, self._args[7])
         return self.face_box
 
@@ -188,7 +214,9 @@ class DlibDetector(LandmarkDetector):
         left, top, right, bottom = np.rint(np.array(self.face_box) * (width, height, width, height)).astype(int)
         shift = max(1, round(PROBE_SHIFT * (right - left)))
         points = self.place_points(image, dlib.rectangle(left, top, right - 1, bottom - 1))
-        probe = self.place_points(image, dlib.rectangle(left + shift, top + shift, right - 1 + shift, bottom - 1 + shift))
+        probe = self.place_points(
+            image, dlib.rectangle(left + shift, top + shift, right - 1 + shift, bottom - 1 + shift)
+        )
         disagreement = float(np.linalg.norm(points - probe, axis=-1).mean()) / (right - left)
         if disagreement > self.fit_tolerance:
             return None

@@ -21,6 +21,7 @@ HOG boxes are tighter than the S3FD boxes FAN was trained with (S3FD boxes inclu
 so the default `reference_scale` is 165 instead of face-alignment's 195: a ~18% larger crop. This
 was not checked against the real weights here (they cannot be downloaded on this machine).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -47,7 +48,9 @@ def import_face_alignment():
     try:
         return importlib.import_module("face_alignment")
     except ImportError as error:
-        raise UserError(f"landmarks=fan needs the face-alignment package ({error}); install it with `{INSTALL_HINT}`") from error
+        raise UserError(
+            f"landmarks=fan needs the face-alignment package ({error}); install it with `{INSTALL_HINT}`"
+        ) from error
 
 
 def weights_url(face_alignment) -> str:
@@ -65,9 +68,13 @@ def load_fan(device: str) -> torch.nn.Module:
     face_alignment = import_face_alignment()
     path = default_weights_path(face_alignment)
     if not path.is_file():
-        raise UserError(f"FAN weights not found: put {path.name} (from {weights_url(face_alignment)}) in {path.parent}/ (set TORCH_HOME to use another folder)")
+        raise UserError(
+            f"FAN weights not found: put {path.name} (from {weights_url(face_alignment)}) in {path.parent}/ (set TORCH_HOME to use another folder)"
+        )
     try:
-        aligner = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device, face_detector="folder", flip_input=False, compile=False)
+        aligner = face_alignment.FaceAlignment(
+            face_alignment.LandmarksType.TWO_D, device=device, face_detector="folder", flip_input=False, compile=False
+        )
     except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
         raise UserError(f"{path} is not face-alignment's FAN weights ({reason}); download {path.name} again") from error
@@ -110,16 +117,20 @@ def crop_images(images: torch.Tensor, centre: torch.Tensor, side: torch.Tensor) 
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def heatmaps_to_landmarks(heatmaps: torch.Tensor, centre: torch.Tensor, side: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def heatmaps_to_landmarks(
+    heatmaps: torch.Tensor, centre: torch.Tensor, side: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """FAN heatmaps (B, L, S, S) -> landmarks (B, L, 2) in image pixels and scores (B,) (mean peak value)."""
     sizes = check_shape(heatmaps, ("B", "L", "S", "S"), "heatmaps")
     size = sizes["S"]
     flat = heatmaps.flatten(2)
     peak, index = flat.max(-1)
     x, y = index % size, index // size
+
     def value(dx, dy):
         xs, ys = (x + dx).clamp(0, size - 1), (y + dy).clamp(0, size - 1)
         return flat.gather(-1, (ys * size + xs)[..., None])[..., 0]
+
     nudge_x = 0.25 * torch.sign(value(1, 0) - value(-1, 0))
     nudge_y = 0.25 * torch.sign(value(0, 1) - value(0, -1))
     points = torch.stack((x + nudge_x, y + nudge_y), -1).to(side.dtype)
@@ -142,17 +153,32 @@ class FanDetector(LandmarkDetector):
     name = "fan"
     num_landmarks = 68
 
-    def __init__(self, upsample: int = 0, threshold: float = 0.0, search_size: int | None = 256, max_upsample: int | None = 1,
-                 reference_scale: float = 165.0, device: str = "auto", batch_size: int = 32, flip_input: bool = True):
+    def __init__(
+        self,
+        upsample: int = 0,
+        threshold: float = 0.0,
+        search_size: int | None = 256,
+        max_upsample: int | None = 1,
+        reference_scale: float = 165.0,
+        device: str = "auto",
+        batch_size: int = 32,
+        flip_input: bool = True,
+    ):
         if reference_scale <= 0:
             raise ValueError(f"reference_scale must be > 0, got {reference_scale}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self._args = (upsample, threshold, search_size, max_upsample, reference_scale, device, batch_size, flip_input)
         self._faces = HogFaceFinder(upsample, threshold, search_size, max_upsample)
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+        self.device = torch.device(
+            "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+        )
         self._network = load_fan(str(self.device))
-        self.reference_scale, self.batch_size, self.flip_input = float(reference_scale), int(batch_size), bool(flip_input)
+        self.reference_scale, self.batch_size, self.flip_input = (
+            float(reference_scale),
+            int(batch_size),
+            bool(flip_input),
+        )
 
     def __reduce__(self):
         """Pickle by constructor arguments: each process loads the weights itself."""
@@ -161,9 +187,11 @@ class FanDetector(LandmarkDetector):
     @torch.no_grad()
     def heatmaps(self, crops: torch.Tensor) -> torch.Tensor:
         """Crops (B, 3, 256, 256) in [0, 1] on the device -> FAN heatmaps (B, 68, 64, 64) float32."""
+
         def run(batch):
             output = self._network(batch)
             return (output[-1] if isinstance(output, (list, tuple)) else output).float()
+
         heatmaps = run(crops)
         if self.flip_input:
             heatmaps = heatmaps + flip_heatmaps(run(crops.flip(-1)))
@@ -182,8 +210,14 @@ class FanDetector(LandmarkDetector):
         rows = found.nonzero()[:, 0]
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start : start + self.batch_size]
-            boxes = torch.tensor([[faces[i][0].left(), faces[i][0].top(), faces[i][0].right(), faces[i][0].bottom()] for i in batch.tolist()],
-                                 dtype=torch.float32, device=self.device)
+            boxes = torch.tensor(
+                [
+                    [faces[i][0].left(), faces[i][0].top(), faces[i][0].right(), faces[i][0].bottom()]
+                    for i in batch.tolist()
+                ],
+                dtype=torch.float32,
+                device=self.device,
+            )
             centre, side = crop_boxes(boxes, self.reference_scale)
             pixels = torch.from_numpy(images[batch.numpy()]).to(self.device).permute(0, 3, 1, 2).float() / 255.0
             points, peaks = heatmaps_to_landmarks(self.heatmaps(crop_images(pixels, centre, side)), centre, side)

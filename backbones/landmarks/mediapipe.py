@@ -8,6 +8,7 @@ One face per image: the mesh runs with up to `max_num_faces` faces and the large
 the landmarks' bounding box) is kept. The legacy API reports no per-face confidence, so ``score``
 is 1.0 wherever a face was found (0.0 elsewhere).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -25,10 +26,14 @@ def import_mediapipe():
     try:
         mediapipe = importlib.import_module("mediapipe")
     except ImportError as error:
-        raise UserError(f"landmarks=mediapipe needs mediapipe 0.10.21 ({error}); install it with `{INSTALL_HINT}`") from error
+        raise UserError(
+            f"landmarks=mediapipe needs mediapipe 0.10.21 ({error}); install it with `{INSTALL_HINT}`"
+        ) from error
     if not hasattr(mediapipe, "solutions"):
         version = getattr(mediapipe, "__version__", "unknown")
-        raise UserError(f"mediapipe {version} lacks the legacy face_mesh solution; install 0.10.21 with `{INSTALL_HINT}`")
+        raise UserError(
+            f"mediapipe {version} lacks the legacy face_mesh solution; install 0.10.21 with `{INSTALL_HINT}`"
+        )
     return mediapipe
 
 
@@ -68,7 +73,10 @@ class MediaPipeDetector(LandmarkDetector):
             return None
         height, width = image.shape[:2]
         faces = np.array(
-            [[(point.x, point.y) for point in face.landmark[: self.num_landmarks]] for face in result.multi_face_landmarks],
+            [
+                [(point.x, point.y) for point in face.landmark[: self.num_landmarks]]
+                for face in result.multi_face_landmarks
+            ],
             np.float32,
         ) * np.array([width, height], np.float32)
         extent = faces.max(axis=1) - faces.min(axis=1)

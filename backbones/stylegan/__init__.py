@@ -8,6 +8,7 @@ Public API:
 - `save_stylegan_checkpoint(generator, path)`: our `torch.load(weights_only=True)` format.
 - `read_network_pickle(path)`: NVIDIA pickles as data (`PersistentRecord` trees).
 """
+
 from backbones.stylegan.checkpoint import save_stylegan_checkpoint
 from backbones.stylegan.loader import load_stylegan, load_stylegan2, load_stylegan3
 from backbones.stylegan.safe_pickle import PersistentRecord, UnsafePickleError, read_network_pickle

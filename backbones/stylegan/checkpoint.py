@@ -13,6 +13,7 @@ Converting an NVIDIA pickle once,
 `save_stylegan_checkpoint(load_stylegan("ffhq.pkl"), "ffhq.pt")`, gives a file that loads without
 the restricted unpickler.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,11 +58,18 @@ def generator_from_checkpoint(
 ) -> StyleGANGenerator:
     """Build a frozen generator from a loaded checkpoint dict."""
     if data.get("version") != CHECKPOINT_VERSION:
-        raise UserError(f"StyleGAN checkpoint version {data.get('version')!r} is not supported (expected {CHECKPOINT_VERSION})")
-    missing = [key for key in ("architecture", "init_kwargs", "state_dict") if not isinstance(data.get(key), (str, dict))]
+        raise UserError(
+            f"StyleGAN checkpoint version {data.get('version')!r} is not supported (expected {CHECKPOINT_VERSION})"
+        )
+    missing = [
+        key for key in ("architecture", "init_kwargs", "state_dict") if not isinstance(data.get(key), (str, dict))
+    ]
     if missing:
         raise UserError(f"StyleGAN checkpoint lacks {missing}; re-create it with save_stylegan_checkpoint")
     return build_generator(
-        data["architecture"], dict(data["init_kwargs"]), dict(data["state_dict"]),
-        truncation_psi=truncation_psi, noise_mode=noise_mode,
+        data["architecture"],
+        dict(data["init_kwargs"]),
+        dict(data["state_dict"]),
+        truncation_psi=truncation_psi,
+        noise_mode=noise_mode,
     )

@@ -11,6 +11,7 @@ Accepted files (nothing is ever downloaded):
 The Hydra configs `conf/generator/stylegan2.yaml` / `stylegan3.yaml` target `load_stylegan2` /
 `load_stylegan3`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,14 +78,18 @@ def load_stylegan2(
     path: str, truncation_psi: float = 1.0, noise_mode: str = "const", device: str = "cpu"
 ) -> StyleGANGenerator:
     """Hydra target of `generator=stylegan2`: `load_stylegan` insisting on StyleGAN2."""
-    return load_stylegan(path, architecture="stylegan2", truncation_psi=truncation_psi, noise_mode=noise_mode, device=device)
+    return load_stylegan(
+        path, architecture="stylegan2", truncation_psi=truncation_psi, noise_mode=noise_mode, device=device
+    )
 
 
 def load_stylegan3(
     path: str, truncation_psi: float = 1.0, noise_mode: str = "const", device: str = "cpu"
 ) -> StyleGANGenerator:
     """Hydra target of `generator=stylegan3`: `load_stylegan` insisting on StyleGAN3 (T or R)."""
-    return load_stylegan(path, architecture="stylegan3", truncation_psi=truncation_psi, noise_mode=noise_mode, device=device)
+    return load_stylegan(
+        path, architecture="stylegan3", truncation_psi=truncation_psi, noise_mode=noise_mode, device=device
+    )
 
 
 def _from_network_pickle(path: Path, truncation_psi: float, noise_mode: str) -> StyleGANGenerator:

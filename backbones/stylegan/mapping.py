@@ -4,10 +4,11 @@ Parameter and buffer names follow NVIDIA's (`fc{i}.weight`, `fc{i}.bias`, `w_avg
 `mapping.*` entries of their state dicts load one-to-one. Weights are stored divided by the
 learning-rate multiplier and rescaled in `forward` (equalized learning rate), as NVIDIA stores them.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -5,6 +5,7 @@ The architecture is recognised from the state-dict names (`synthesis.b4.const`: 
 that only select fp16/memory-layout/training behaviour are dropped (this code always computes in
 float32); kwargs that would change the network in a way not implemented here are refused by name.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,14 +24,25 @@ GENERATOR_POSITIONAL_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_c
 _IGNORED_KWARGS = {"num_fp16_res", "fp16_channels_last", "channels_last", "fused_modconv_default", "magnitude_ema_beta"}
 _IGNORED_MAPPING_KWARGS = {"w_avg_beta", "freeze_layers", "freeze_embed", "embed_features"}
 _STYLEGAN3_SYNTHESIS_KWARGS = {
-    "channel_base", "channel_max", "num_layers", "num_critical", "first_cutoff", "first_stopband",
-    "last_stopband_rel", "margin_size", "output_scale", "conv_kernel", "filter_size", "lrelu_upsampling",
-    "use_radial_filters", "conv_clamp",
+    "channel_base",
+    "channel_max",
+    "num_layers",
+    "num_critical",
+    "first_cutoff",
+    "first_stopband",
+    "last_stopband_rel",
+    "margin_size",
+    "output_scale",
+    "conv_kernel",
+    "filter_size",
+    "lrelu_upsampling",
+    "use_radial_filters",
+    "conv_clamp",
 }
 
 
 def architecture_of(state_dict: dict[str, torch.Tensor]) -> str:
-    """"stylegan2" or "stylegan3" from the parameter names; UserError for anything else."""
+    """ "stylegan2" or "stylegan3" from the parameter names; UserError for anything else."""
     if "synthesis.input.freqs" in state_dict:
         return "stylegan3"
     if "synthesis.b4.const" in state_dict:
@@ -52,7 +64,9 @@ def generator_kwargs(record: PersistentRecord, architecture: str) -> dict[str, A
         raise UserError(f"the network makes {kwargs['img_channels']}-channel images; only RGB (3) is supported")
 
     mapping = dict(kwargs.pop("mapping_kwargs", None) or {})
-    ours: dict[str, Any] = {name: kwargs.pop(name) for name in ("z_dim", "w_dim", "img_resolution", "img_channels") if name in kwargs}
+    ours: dict[str, Any] = {
+        name: kwargs.pop(name) for name in ("z_dim", "w_dim", "img_resolution", "img_channels") if name in kwargs
+    }
     if mapping.pop("activation", "lrelu") != "lrelu":
         raise UserError("the mapping network uses an activation other than lrelu, which is not supported")
     ours["num_mapping_layers"] = mapping.pop("num_layers", 8 if architecture == "stylegan2" else 2)
@@ -119,7 +133,9 @@ def build_generator(
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1].strip()
         raise UserError(f"the weights do not fit a {generator.name} built from the stored arguments: {first}") from None
-    problems = [f"missing {name}" for name in result.missing_keys] + [f"unexpected {name}" for name in result.unexpected_keys]
+    problems = [f"missing {name}" for name in result.missing_keys] + [
+        f"unexpected {name}" for name in result.unexpected_keys
+    ]
     if problems:
         shown = ", ".join(problems[:4]) + (f" (+{len(problems) - 4} more)" if len(problems) > 4 else "")
         raise UserError(f"the weights do not fit a {generator.name} built from the stored arguments: {shown}")

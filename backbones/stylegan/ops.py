@@ -8,10 +8,11 @@ Conventions (as NVIDIA's `torch_utils.ops`):
 - filtering is true convolution (NVIDIA's `flip_filter=False`); the designed filters are
   symmetric, so this only fixes the summation order.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -115,7 +116,7 @@ def _pad_or_crop(x: torch.Tensor, pads: Sequence[int]) -> torch.Tensor:
     if any(p > 0 for p in pads):
         return F.pad(x, list(pads))
     x0, x1, y0, y1 = (-p for p in pads)
-    return x[:, :, y0: x.shape[2] - y1, x0: x.shape[3] - x1]
+    return x[:, :, y0 : x.shape[2] - y1, x0 : x.shape[3] - x1]
 
 
 def upsample2d(x: torch.Tensor, fir: torch.Tensor, up: int = 2) -> torch.Tensor:
@@ -156,4 +157,3 @@ def filtered_lrelu(
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """(B, D) -> (B, D) rows scaled to unit mean square."""
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
-

@@ -21,6 +21,7 @@ rosinality's networks do not clamp activations, so these load with `conv_clamp=N
 Without `latent_avg`, `w_avg` is the mean of the mapping output over 4096 latents drawn from a
 generator seeded with 0, as rosinality's `mean_latent(4096)` estimates it.
 """
+
 from __future__ import annotations
 
 import re
@@ -89,8 +90,13 @@ def generator_from_rosinality(
     img_resolution = 4 * 2 ** (num_blocks - 1)
     last_channels = state[f"synthesis.b{img_resolution}.conv1.weight"].shape[0]
     kwargs = dict(
-        z_dim=w_dim, w_dim=w_dim, img_resolution=img_resolution, num_mapping_layers=num_mapping_layers,
-        channel_base=last_channels * img_resolution, channel_max=const.shape[0], conv_clamp=None,
+        z_dim=w_dim,
+        w_dim=w_dim,
+        img_resolution=img_resolution,
+        num_mapping_layers=num_mapping_layers,
+        channel_base=last_channels * img_resolution,
+        channel_max=const.shape[0],
+        conv_clamp=None,
     )
     latent_avg = data.get("latent_avg")
     state["mapping.w_avg"] = torch.zeros(w_dim) if latent_avg is None else latent_avg.reshape(-1)[:w_dim]

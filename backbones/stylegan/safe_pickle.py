@@ -17,6 +17,7 @@ A network pickle is a dict with keys `G`, `D`, `G_ema`, `augment_pipe`, `trainin
 `_parameters`, `_buffers`, `_modules`, `_non_persistent_buffers_set` and the constructor arguments
 `_init_args` / `_init_kwargs`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -64,11 +65,13 @@ class PersistentRecord:
     def init_args(self) -> tuple:
         return tuple(self.state.get("_init_args", ()))
 
-    def child(self, name: str) -> "PersistentRecord":
+    def child(self, name: str) -> PersistentRecord:
         """The submodule record `name` (e.g. "synthesis"); raises UserError when missing."""
         child = self.state.get("_modules", {}).get(name)
         if not isinstance(child, PersistentRecord):
-            raise UserError(f"the {self.class_name} record has no submodule {name!r}; the network pickle is not a StyleGAN generator")
+            raise UserError(
+                f"the {self.class_name} record has no submodule {name!r}; the network pickle is not a StyleGAN generator"
+            )
         return child
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -81,13 +84,17 @@ class PersistentRecord:
                 if value is None or name in non_persistent:
                     continue
                 if not isinstance(value, torch.Tensor):
-                    raise UserError(f"{self.class_name}.{name} is a {type(value).__name__}, not a tensor; the network pickle is corrupt")
+                    raise UserError(
+                        f"{self.class_name}.{name} is a {type(value).__name__}, not a tensor; the network pickle is corrupt"
+                    )
                 tensors[name] = value.detach()
         for child_name, child in self.state.get("_modules", {}).items():
             if child is None:
                 continue
             if not isinstance(child, PersistentRecord):
-                raise UserError(f"submodule {child_name!r} of {self.class_name} is not a persistent record; refusing it")
+                raise UserError(
+                    f"submodule {child_name!r} of {self.class_name} is not a persistent record; refusing it"
+                )
             tensors.update({f"{child_name}.{key}": value for key, value in child.state_dict().items()})
         return tensors
 
@@ -203,7 +210,15 @@ def read_network_pickle(path: str | Path) -> Any:
             return _RestrictedUnpickler(handle).load()
         except UserError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as error:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            RuntimeError,
+        ) as error:
             raise UserError(f"{path} is not a readable network pickle ({type(error).__name__}: {error})") from None
 
 

@@ -5,10 +5,12 @@ Module and parameter names follow NVIDIA's `training/networks_stylegan2.py` (and
 b4), `conv1`, `torgb`, `resample_filter`; b4 holds `const`. Computation is float32 throughout.
 Shapes: ws (B, num_ws, w_dim) -> images (B, img_channels, R, R).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -225,20 +227,40 @@ class StyleGAN2Generator(StyleGANGenerator):
         noise_mode: str = "const",
     ):
         init_kwargs: dict[str, Any] = dict(
-            z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-            num_mapping_layers=num_mapping_layers, mapping_layer_features=mapping_layer_features,
-            mapping_lr_multiplier=mapping_lr_multiplier, channel_base=channel_base, channel_max=channel_max,
-            conv_clamp=conv_clamp, resample_taps=[float(t) for t in resample_taps],
+            z_dim=z_dim,
+            w_dim=w_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            num_mapping_layers=num_mapping_layers,
+            mapping_layer_features=mapping_layer_features,
+            mapping_lr_multiplier=mapping_lr_multiplier,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            conv_clamp=conv_clamp,
+            resample_taps=[float(t) for t in resample_taps],
         )
         synthesis = SynthesisNetwork(
-            w_dim, img_resolution, img_channels, channel_base=channel_base, channel_max=channel_max,
-            conv_clamp=conv_clamp, resample_taps=resample_taps,
+            w_dim,
+            img_resolution,
+            img_channels,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            conv_clamp=conv_clamp,
+            resample_taps=resample_taps,
         )
         mapping = MappingNetwork(
-            z_dim, w_dim, synthesis.num_ws, num_mapping_layers,
-            layer_features=mapping_layer_features, lr_multiplier=mapping_lr_multiplier,
+            z_dim,
+            w_dim,
+            synthesis.num_ws,
+            num_mapping_layers,
+            layer_features=mapping_layer_features,
+            lr_multiplier=mapping_lr_multiplier,
         )
         super().__init__(
-            mapping, synthesis, name="stylegan2", init_kwargs=init_kwargs,
-            truncation_psi=truncation_psi, noise_mode=noise_mode,
+            mapping,
+            synthesis,
+            name="stylegan2",
+            init_kwargs=init_kwargs,
+            truncation_psi=truncation_psi,
+            noise_mode=noise_mode,
         )

@@ -8,6 +8,7 @@ described in the paper (Karras et al. 2021, "Alias-Free Generative Adversarial N
 and Appendix F). Computation is float32 throughout.
 Shapes: ws (B, num_ws, w_dim) -> images (B, img_channels, R, R); num_ws = num_layers + 2.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,13 @@ from backbones.stylegan.wrapper import StyleGANGenerator
 
 
 def modulated_conv2d(
-    x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool, padding: int, input_gain: torch.Tensor
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    demodulate: bool,
+    padding: int,
+    input_gain: torch.Tensor,
 ) -> torch.Tensor:
     """Modulated convolution with StyleGAN3's pre-normalisation and input gain, computed as input
     scaling, one shared-weight convolution and output scaling (the same linear map as NVIDIA's
@@ -115,19 +122,30 @@ def layer_schedule(
     channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
     channels[-1] = img_channels
     input_spec = dict(
-        channels=int(channels[0]), size=int(sizes[0]), sampling_rate=float(sampling_rates[0]), bandwidth=float(cutoffs[0])
+        channels=int(channels[0]),
+        size=int(sizes[0]),
+        sampling_rate=float(sampling_rates[0]),
+        bandwidth=float(cutoffs[0]),
     )
     specs = []
     for index in range(num_layers + 1):
         prev = max(index - 1, 0)
-        specs.append(LayerSpec(
-            in_channels=int(channels[prev]), out_channels=int(channels[index]),
-            in_size=int(sizes[prev]), out_size=int(sizes[index]),
-            in_sampling_rate=int(sampling_rates[prev]), out_sampling_rate=int(sampling_rates[index]),
-            in_cutoff=float(cutoffs[prev]), out_cutoff=float(cutoffs[index]),
-            in_half_width=float(half_widths[prev]), out_half_width=float(half_widths[index]),
-            is_torgb=index == num_layers, is_critically_sampled=index >= num_layers - num_critical,
-        ))
+        specs.append(
+            LayerSpec(
+                in_channels=int(channels[prev]),
+                out_channels=int(channels[index]),
+                in_size=int(sizes[prev]),
+                out_size=int(sizes[index]),
+                in_sampling_rate=int(sampling_rates[prev]),
+                out_sampling_rate=int(sampling_rates[index]),
+                in_cutoff=float(cutoffs[prev]),
+                out_cutoff=float(cutoffs[index]),
+                in_half_width=float(half_widths[prev]),
+                out_half_width=float(half_widths[index]),
+                is_torgb=index == num_layers,
+                is_critically_sampled=index >= num_layers - num_critical,
+            )
+        )
     return input_spec, specs
 
 
@@ -198,22 +216,34 @@ class SynthesisLayer(nn.Module):
         self.in_channels = spec.in_channels
         self.conv_kernel = 1 if spec.is_torgb else conv_kernel
         self.conv_clamp = conv_clamp
-        tmp_sampling_rate = max(spec.in_sampling_rate, spec.out_sampling_rate) * (1 if spec.is_torgb else lrelu_upsampling)
+        tmp_sampling_rate = max(spec.in_sampling_rate, spec.out_sampling_rate) * (
+            1 if spec.is_torgb else lrelu_upsampling
+        )
 
         self.affine = FullyConnectedLayer(w_dim, spec.in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([spec.out_channels, spec.in_channels, self.conv_kernel, self.conv_kernel]))
+        self.weight = nn.Parameter(
+            torch.randn([spec.out_channels, spec.in_channels, self.conv_kernel, self.conv_kernel])
+        )
         self.bias = nn.Parameter(torch.zeros([spec.out_channels]))
         self.register_buffer("magnitude_ema", torch.ones([]))
 
         self.up_factor = int(np.rint(tmp_sampling_rate / spec.in_sampling_rate))
         up_taps = filter_size * self.up_factor if self.up_factor > 1 and not spec.is_torgb else 1
-        self.register_buffer("up_filter", design_lowpass_filter(
-            up_taps, spec.in_cutoff, spec.in_half_width * 2, tmp_sampling_rate))
+        self.register_buffer(
+            "up_filter", design_lowpass_filter(up_taps, spec.in_cutoff, spec.in_half_width * 2, tmp_sampling_rate)
+        )
         self.down_factor = int(np.rint(tmp_sampling_rate / spec.out_sampling_rate))
         down_taps = filter_size * self.down_factor if self.down_factor > 1 and not spec.is_torgb else 1
-        self.register_buffer("down_filter", design_lowpass_filter(
-            down_taps, spec.out_cutoff, spec.out_half_width * 2, tmp_sampling_rate,
-            radial=use_radial_filters and not spec.is_critically_sampled))
+        self.register_buffer(
+            "down_filter",
+            design_lowpass_filter(
+                down_taps,
+                spec.out_cutoff,
+                spec.out_half_width * 2,
+                tmp_sampling_rate,
+                radial=use_radial_filters and not spec.is_critically_sampled,
+            ),
+        )
 
         # Padding so that sample positions follow the symmetric interpretation (paper, App. C.3).
         pad_total = (spec.out_size - 1) * self.down_factor + 1
@@ -228,12 +258,23 @@ class SynthesisLayer(nn.Module):
         if self.is_torgb:
             styles = styles * (1 / np.sqrt(self.in_channels * self.conv_kernel**2))
         x = modulated_conv2d(
-            x, self.weight, styles, demodulate=not self.is_torgb, padding=self.conv_kernel - 1,
+            x,
+            self.weight,
+            styles,
+            demodulate=not self.is_torgb,
+            padding=self.conv_kernel - 1,
             input_gain=self.magnitude_ema.rsqrt(),
         )
         return filtered_lrelu(
-            x, self.up_filter, self.down_filter, self.bias, up=self.up_factor, down=self.down_factor,
-            padding=self.padding, gain=1 if self.is_torgb else SQRT2, slope=1 if self.is_torgb else 0.2,
+            x,
+            self.up_filter,
+            self.down_filter,
+            self.bias,
+            up=self.up_factor,
+            down=self.down_factor,
+            padding=self.padding,
+            gain=1 if self.is_torgb else SQRT2,
+            slope=1 if self.is_torgb else 0.2,
             clamp=self.conv_clamp,
         )
 
@@ -268,16 +309,28 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = num_layers + 2
         self.output_scale = output_scale
         input_spec, specs = layer_schedule(
-            img_resolution, img_channels, channel_base=channel_base, channel_max=channel_max,
-            num_layers=num_layers, num_critical=num_critical, first_cutoff=first_cutoff,
-            first_stopband=first_stopband, last_stopband_rel=last_stopband_rel, margin_size=margin_size,
+            img_resolution,
+            img_channels,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            num_layers=num_layers,
+            num_critical=num_critical,
+            first_cutoff=first_cutoff,
+            first_stopband=first_stopband,
+            last_stopband_rel=last_stopband_rel,
+            margin_size=margin_size,
         )
         self.input = SynthesisInput(w_dim, **input_spec)
         self.layer_names = []
         for index, spec in enumerate(specs):
             layer = SynthesisLayer(
-                w_dim, spec, conv_kernel=conv_kernel, filter_size=filter_size, lrelu_upsampling=lrelu_upsampling,
-                use_radial_filters=use_radial_filters, conv_clamp=conv_clamp,
+                w_dim,
+                spec,
+                conv_kernel=conv_kernel,
+                filter_size=filter_size,
+                lrelu_upsampling=lrelu_upsampling,
+                use_radial_filters=use_radial_filters,
+                conv_clamp=conv_clamp,
             )
             name = f"L{index}_{spec.out_size}_{spec.out_channels}"
             setattr(self, name, layer)
@@ -297,11 +350,13 @@ def make_input_transform(translate_x: float, translate_y: float, angle_deg: floa
     `angle_deg` and translates it by (translate_x, translate_y) (in units of half the image),
     i.e. the inverse of [[cos, sin, tx], [-sin, cos, ty], [0, 0, 1]] (NVIDIA gen_images.py)."""
     angle = math.radians(angle_deg)
-    forward = np.array([
-        [math.cos(angle), math.sin(angle), translate_x],
-        [-math.sin(angle), math.cos(angle), translate_y],
-        [0.0, 0.0, 1.0],
-    ])
+    forward = np.array(
+        [
+            [math.cos(angle), math.sin(angle), translate_x],
+            [-math.sin(angle), math.cos(angle), translate_y],
+            [0.0, 0.0, 1.0],
+        ]
+    )
     return torch.as_tensor(np.linalg.inv(forward), dtype=torch.float32)
 
 
@@ -329,14 +384,26 @@ class StyleGAN3Generator(StyleGANGenerator):
         **synthesis_kwargs: Any,
     ):
         init_kwargs = dict(
-            z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-            num_mapping_layers=num_mapping_layers, mapping_lr_multiplier=mapping_lr_multiplier, **synthesis_kwargs,
+            z_dim=z_dim,
+            w_dim=w_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            num_mapping_layers=num_mapping_layers,
+            mapping_lr_multiplier=mapping_lr_multiplier,
+            **synthesis_kwargs,
         )
         synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
-        mapping = MappingNetwork(z_dim, w_dim, synthesis.num_ws, num_mapping_layers, lr_multiplier=mapping_lr_multiplier)
+        mapping = MappingNetwork(
+            z_dim, w_dim, synthesis.num_ws, num_mapping_layers, lr_multiplier=mapping_lr_multiplier
+        )
         name = "stylegan3-r" if synthesis_kwargs.get("use_radial_filters", False) else "stylegan3-t"
         super().__init__(
-            mapping, synthesis, name=name, init_kwargs=init_kwargs, truncation_psi=truncation_psi, noise_mode=noise_mode,
+            mapping,
+            synthesis,
+            name=name,
+            init_kwargs=init_kwargs,
+            truncation_psi=truncation_psi,
+            noise_mode=noise_mode,
         )
 
     def set_input_transform(self, transform: torch.Tensor) -> None:

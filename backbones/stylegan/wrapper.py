@@ -5,6 +5,7 @@ reads `mapping.fc0.weight`, `synthesis.b4.const`, ... exactly as in NVIDIA's `G_
 `Generator` interface also has methods called `mapping` and `synthesis`, the method wins on
 attribute access; the networks themselves are `mapping_network` and `synthesis_network`.
 """
+
 from __future__ import annotations
 
 import math

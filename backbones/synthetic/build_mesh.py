@@ -13,6 +13,7 @@ int32, the triangles of MediaPipe's face-mesh tessellation (its edge list's 3-cl
 faces), oriented counter-clockwise on screen (y down) as seen in the photo; ``metadata`` a JSON
 string (source image, MediaPipe version, options).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,7 +87,9 @@ def oriented(triangles: np.ndarray, points_2d: np.ndarray) -> np.ndarray:
                 done.add(other)
                 queue.append(other)
     if len(done) != len(triangles):
-        raise SystemExit(f"error: the tessellation is not connected ({len(done)} of {len(triangles)} triangles reached)")
+        raise SystemExit(
+            f"error: the tessellation is not connected ({len(done)} of {len(triangles)} triangles reached)"
+        )
     return triangles
 
 
@@ -109,7 +112,12 @@ def main() -> None:
         "mediapipe": mp.__version__,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, points=points.astype(np.float32), triangles=triangles.astype(np.int32), metadata=np.array(json.dumps(metadata)))
+    np.savez_compressed(
+        args.out,
+        points=points.astype(np.float32),
+        triangles=triangles.astype(np.int32),
+        metadata=np.array(json.dumps(metadata)),
+    )
     print(f"wrote {args.out}: {len(points)} points, {len(triangles)} triangles")
 
 

@@ -4,6 +4,7 @@ the ground truth? (The acceptance check of `generator=synthetic`.)
 Error of one image: the project's NME (`common.landmarks.nme`) of the detected landmarks against
 the true ones; a set of images reports the mean over the images where a face was found.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,7 +50,9 @@ class DetectionReport:
     def summary(self) -> str:
         lines = [f"{len(self.found)} samples: detected {self.detection_rate:.1%}, NME {self.nme:.4f}"]
         for low, high, count, rate, error in self.per_yaw_bin():
-            lines.append(f"  yaw [{low:+4.0f}, {high:+4.0f}) deg: {count:4d} samples, detected {rate:6.1%}, NME {error:.4f}")
+            lines.append(
+                f"  yaw [{low:+4.0f}, {high:+4.0f}) deg: {count:4d} samples, detected {rate:6.1%}, NME {error:.4f}"
+            )
         return "\n".join(lines)
 
 
@@ -70,4 +73,6 @@ def check_detection(
         found.append(detections.found.numpy())
         error.append(np.where(detections.found.numpy(), batch_error.numpy(), np.nan))
         yaw.append(truth["rotation_deg"][:, 1].numpy())
-    return DetectionReport(np.concatenate(found), np.concatenate(error).astype(np.float64), np.concatenate(yaw).astype(np.float64))
+    return DetectionReport(
+        np.concatenate(found), np.concatenate(error).astype(np.float64), np.concatenate(yaw).astype(np.float64)
+    )

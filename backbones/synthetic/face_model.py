@@ -35,6 +35,7 @@ front of the head (fading out behind the outline, none on the neck):
   (0 = the portrait's parted lips, negative closes them), brows raise, eyes close (1 = shut), jaw
   sideways.
 """
+
 from __future__ import annotations
 
 import collections
@@ -49,9 +50,22 @@ from backbones.synthetic.portrait import portrait_image, portrait_landmarks
 from backbones.synthetic.texture import paint_jaw_band
 
 IDENTITY_NAMES = (
-    "face_width", "lower_face_length", "jaw_width", "nose_protrusion", "nose_width", "eye_spacing",
-    "eye_size", "mouth_width", "brow_height", "chin_length", "chin_protrusion", "cheek_fullness",
-    "face_depth", "lip_thickness", "random_field_1", "random_field_2",
+    "face_width",
+    "lower_face_length",
+    "jaw_width",
+    "nose_protrusion",
+    "nose_width",
+    "eye_spacing",
+    "eye_size",
+    "mouth_width",
+    "brow_height",
+    "chin_length",
+    "chin_protrusion",
+    "cheek_fullness",
+    "face_depth",
+    "lip_thickness",
+    "random_field_1",
+    "random_field_2",
 )
 EXPRESSION_NAMES = ("smile", "mouth_open", "brows_raise", "eyes_close", "jaw_sideways")
 NUM_LANDMARKS = 68
@@ -66,12 +80,12 @@ JAW_MARGIN = 0.1
 # SILHOUETTE_CLEARANCE behind the face-mesh rim on every ray.
 SILHOUETTE_DEPTH = 1.1
 SILHOUETTE_CLEARANCE = 0.15
-NUM_RAYS = 72               # vertices per ring (twice the face-mesh rim)
-FRONT_RINGS = 7             # rings from the rim to the outline
-BACK_RINGS = 6              # rings from the outline to the pole
-HAIR_BAND = 0.3             # the back of the head is textured from this outer fraction of each ray above SIDE_CUT,
-JAW_BAND = 0.03             # and from this one on the rays that meet the jaw line
-JAW_SOURCE_REACH = 0.4      # on those rays the rings take the photo from this fraction of the way to the outline
+NUM_RAYS = 72  # vertices per ring (twice the face-mesh rim)
+FRONT_RINGS = 7  # rings from the rim to the outline
+BACK_RINGS = 6  # rings from the outline to the pole
+HAIR_BAND = 0.3  # the back of the head is textured from this outer fraction of each ray above SIDE_CUT,
+JAW_BAND = 0.03  # and from this one on the rays that meet the jaw line
+JAW_SOURCE_REACH = 0.4  # on those rays the rings take the photo from this fraction of the way to the outline
 # Neck: an elliptic cylinder below the chin (half width from jaw points 5 and 11 minus NECK_INSET).
 NECK_INSET = 0.05
 NECK_TOP_ABOVE_CHIN = 0.7
@@ -299,8 +313,9 @@ def _ray_hits(centre: np.ndarray, directions: np.ndarray, polygon: np.ndarray) -
     return np.where(valid, distance, -np.inf).max(1)
 
 
-def _head_parts(face_points: np.ndarray, face_triangles: np.ndarray, outline: np.ndarray, landmarks: np.ndarray,
-                head_depth: float) -> _Parts:
+def _head_parts(
+    face_points: np.ndarray, face_triangles: np.ndarray, outline: np.ndarray, landmarks: np.ndarray, head_depth: float
+) -> _Parts:
     """The face, the rings out to the outline, the back of the head and the neck (module docstring)."""
     rim, _ = _boundary_loops(face_triangles)
     centre = face_points[rim, :2].mean(0)
@@ -309,7 +324,9 @@ def _head_parts(face_points: np.ndarray, face_triangles: np.ndarray, outline: np
         rim, angles = rim[::-1], angles[::-1]
     # Ray j passes through rim vertex j // 2 (even j) or midway between two rim vertices (odd j).
     rim_next = np.roll(rim, -1)
-    rim_2d = np.stack([face_points[rim, :2], (face_points[rim, :2] + face_points[rim_next, :2]) / 2.0], 1).reshape(-1, 2)
+    rim_2d = np.stack([face_points[rim, :2], (face_points[rim, :2] + face_points[rim_next, :2]) / 2.0], 1).reshape(
+        -1, 2
+    )
     rim_depth = np.stack([face_points[rim, 2], (face_points[rim, 2] + face_points[rim_next, 2]) / 2.0], 1).reshape(-1)
     num_rays = len(rim_2d)
     offset = rim_2d - centre
@@ -330,7 +347,9 @@ def _head_parts(face_points: np.ndarray, face_triangles: np.ndarray, outline: np
     # steep side of the face (seen edge-on in the photo) takes the skin next to the rim instead.
     jaw_ray = centre[1] + outline_distance * directions[:, 1] >= SIDE_CUT
     source_t = np.where(jaw_ray[None], JAW_SOURCE_REACH * t[:, None], t[:, None])
-    front_sources = centre + (rim_distance[None] + source_t * (outline_distance - rim_distance)[None])[..., None] * directions[None]
+    front_sources = (
+        centre + (rim_distance[None] + source_t * (outline_distance - rim_distance)[None])[..., None] * directions[None]
+    )
     # Back rings k = 1..BACK_RINGS shrink toward the pole; depth: an ellipse behind the outline.
     back_fraction = np.cos(0.5 * np.pi * np.arange(1, BACK_RINGS + 1) / (BACK_RINGS + 1))
     back_2d = centre + (back_fraction[:, None, None] * outline_distance[None, :, None]) * directions[None]
@@ -349,11 +368,13 @@ def _head_parts(face_points: np.ndarray, face_triangles: np.ndarray, outline: np
     # Rim -> first ring: each rim edge meets three rays (2j, 2j + 1, 2j + 2).
     first = ring_index(front_start, 0)
     j = np.arange(len(rim))
-    joints = np.concatenate([
-        np.stack([rim[j], first[2 * j], first[2 * j + 1]], -1),
-        np.stack([rim[j], first[2 * j + 1], rim_next[j]], -1),
-        np.stack([rim_next[j], first[2 * j + 1], first[(2 * j + 2) % num_rays]], -1),
-    ])
+    joints = np.concatenate(
+        [
+            np.stack([rim[j], first[2 * j], first[2 * j + 1]], -1),
+            np.stack([rim[j], first[2 * j + 1], rim_next[j]], -1),
+            np.stack([rim_next[j], first[2 * j + 1], first[(2 * j + 2) % num_rays]], -1),
+        ]
+    )
     strips = [_strip(ring_index(front_start, k), ring_index(front_start, k + 1)) for k in range(FRONT_RINGS - 1)]
     back_rings = [ring_index(front_start, FRONT_RINGS - 1)] + [ring_index(back_start, k) for k in range(BACK_RINGS)]
     back = [_strip(inner, outer) for inner, outer in zip(back_rings[:-1], back_rings[1:])]
@@ -361,14 +382,28 @@ def _head_parts(face_points: np.ndarray, face_triangles: np.ndarray, outline: np
     back.append(np.stack([last, np.roll(last, -1), np.full(num_rays, pole_index)], -1))
     neck_vertices, neck_sources, neck_triangles = _neck(landmarks, pole_index + 1)
 
-    sources = np.concatenate([face_points[:, :2], front_sources.reshape(-1, 2), back_sources.reshape(-1, 2), pole[:, :2], neck_sources])
-    fade = np.concatenate([np.full(num_face + FRONT_RINGS * num_rays, 1.0),
-                           np.repeat(_smoothstep(0.75, 0.98, back_fraction), num_rays), [0.0], np.zeros(len(neck_vertices))])
+    sources = np.concatenate(
+        [face_points[:, :2], front_sources.reshape(-1, 2), back_sources.reshape(-1, 2), pole[:, :2], neck_sources]
+    )
+    fade = np.concatenate(
+        [
+            np.full(num_face + FRONT_RINGS * num_rays, 1.0),
+            np.repeat(_smoothstep(0.75, 0.98, back_fraction), num_rays),
+            [0.0],
+            np.zeros(len(neck_vertices)),
+        ]
+    )
     front_2d_all = np.concatenate([face_points[:, :2], front_2d.reshape(-1, 2)])
-    front_triangles = np.concatenate([face_triangles, _counter_clockwise(np.concatenate([joints, *strips]), front_2d_all)])
+    front_triangles = np.concatenate(
+        [face_triangles, _counter_clockwise(np.concatenate([joints, *strips]), front_2d_all)]
+    )
     vertices = np.concatenate([face_points, ring_vertices, back_vertices, pole, neck_vertices])
     back = _outward(np.concatenate(back), vertices, np.array([*centre, SILHOUETTE_DEPTH]))
-    neck_axis = vertices[neck_triangles].mean(1) * (0.0, 1.0, 0.0) + (neck_vertices[:, 0].mean(), 0.0, NECK_CENTRE_DEPTH)
+    neck_axis = vertices[neck_triangles].mean(1) * (0.0, 1.0, 0.0) + (
+        neck_vertices[:, 0].mean(),
+        0.0,
+        NECK_CENTRE_DEPTH,
+    )
     neck_triangles = _outward(neck_triangles, vertices, neck_axis)
     triangles = np.concatenate([front_triangles, back, neck_triangles])
     is_front = np.arange(len(triangles)) < len(front_triangles)
@@ -481,8 +516,10 @@ def _identity_basis(vertices: np.ndarray, landmarks: np.ndarray, seed: int, fron
         field(dz=-0.09 * nose_mask),
         field(dx=0.1 * (x - nose_tip[0]) * _gaussian(points, nose_tip, 0.25, 0.2)),
         field(dx=0.05 * np.tanh(x / 0.15) * (eye_masks[0] + eye_masks[1])),
-        field(dx=sum(0.15 * (x - c[0]) * m for c, m in zip(eye_centres, eye_masks)),
-              dy=sum(0.15 * (y - c[1]) * m for c, m in zip(eye_centres, eye_masks))),
+        field(
+            dx=sum(0.15 * (x - c[0]) * m for c, m in zip(eye_centres, eye_masks)),
+            dy=sum(0.15 * (y - c[1]) * m for c, m in zip(eye_centres, eye_masks)),
+        ),
         field(dx=0.12 * (x - mouth[0]) * lips),
         field(dy=-0.06 * _gaussian(points, (0.0, landmarks[17:27, 1].mean()), 0.9, 0.2)),
         field(dy=0.1 * chin_mask),
@@ -507,7 +544,10 @@ def _expression_basis(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray
     corners = (landmarks[48], landmarks[54])
     smile = field(
         dx=sum(side * 0.05 * _gaussian(points, c, 0.22, 0.2) for side, c in zip((-1.0, 1.0), corners)),
-        dy=sum(-0.06 * _gaussian(points, c, 0.22, 0.2) - 0.035 * _gaussian(points, c + (0.0, -0.3), 0.3, 0.25) for c in corners),
+        dy=sum(
+            -0.06 * _gaussian(points, c, 0.22, 0.2) - 0.035 * _gaussian(points, c + (0.0, -0.3), 0.3, 0.25)
+            for c in corners
+        ),
         dz=sum(-0.04 * _gaussian(points, c + (0.0, -0.3), 0.3, 0.25) for c in corners),
     )
     upper_inner, lower_inner = landmarks[61:64, 1].mean(), landmarks[65:68, 1].mean()
@@ -520,7 +560,11 @@ def _expression_basis(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray
     mouth_open = field(dy=0.22 * jaw_weight, dz=0.04 * jaw_weight)
     brow_y = landmarks[17:27, 1].mean()
     eye_y = landmarks[36:48, 1].mean()
-    brow_weight = _smoothstep(brow_y + 0.85 * (eye_y - brow_y), brow_y, y) * _smoothstep(brow_y - 1.2, brow_y - 0.2, y) * _smoothstep(1.7, 1.1, np.abs(x))
+    brow_weight = (
+        _smoothstep(brow_y + 0.85 * (eye_y - brow_y), brow_y, y)
+        * _smoothstep(brow_y - 1.2, brow_y - 0.2, y)
+        * _smoothstep(1.7, 1.1, np.abs(x))
+    )
     brows = field(dy=-0.08 * brow_weight)
     eyes_close = np.zeros_like(vertices)
     for eye in EYE_INDICES:
@@ -528,14 +572,18 @@ def _expression_basis(vertices: np.ndarray, landmarks: np.ndarray) -> np.ndarray
         upper_y, lower_y = lid[1:3, 1].mean(), lid[4:6, 1].mean()
         corner_y = lid[[0, 3], 1].mean()
         eye_cx, half_width = lid[:, 0].mean(), (lid[3, 0] - lid[0, 0]) / 2.0
-        above = _smoothstep(brow_y + 0.05, upper_y, y) * (y <= upper_y) + (y > upper_y) * _smoothstep(corner_y, upper_y, y)
+        above = _smoothstep(brow_y + 0.05, upper_y, y) * (y <= upper_y) + (y > upper_y) * _smoothstep(
+            corner_y, upper_y, y
+        )
         across = _smoothstep(half_width * 1.6, half_width * 0.8, np.abs(x - eye_cx))
         eyes_close[:, 1] += (lower_y - upper_y) * above * across
     jaw_sideways = field(dx=0.06 * jaw_weight)
     return np.stack([smile, mouth_open, brows, eyes_close, jaw_sideways])
 
 
-def _delighting(photo: np.ndarray, parts: _Parts, faces: np.ndarray, uv: np.ndarray, skin: np.ndarray, num_face: int) -> np.ndarray:
+def _delighting(
+    photo: np.ndarray, parts: _Parts, faces: np.ndarray, uv: np.ndarray, skin: np.ndarray, num_face: int
+) -> np.ndarray:
     """Per-vertex gains (V,) that divide the portrait's own smooth shading out of the face.
 
     The portrait's luminance at the skin vertices of the face mesh is fitted as ambient + Lambert
@@ -552,9 +600,11 @@ def _delighting(photo: np.ndarray, parts: _Parts, faces: np.ndarray, uv: np.ndar
     normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12)
     height, width = photo.shape[:2]
     pixel = ((uv + 1.0) / 2.0 * (np.array([width, height]) - 1.0)).round().astype(np.int64)
-    luminance = photo[pixel[:, 1].clip(0, height - 1), pixel[:, 0].clip(0, width - 1)] @ np.array([0.299, 0.587, 0.114]) / 255.0
+    luminance = (
+        photo[pixel[:, 1].clip(0, height - 1), pixel[:, 0].clip(0, width - 1)] @ np.array([0.299, 0.587, 0.114]) / 255.0
+    )
     on_face = np.zeros(len(points), dtype=bool)
-    on_face[NUM_LANDMARKS:NUM_LANDMARKS + num_face] = True
+    on_face[NUM_LANDMARKS : NUM_LANDMARKS + num_face] = True
     on_face[:17] = True
     fitted = on_face & (skin > 0.9)
     design = np.concatenate([np.ones((len(points), 1)), normals], 1)

@@ -14,6 +14,7 @@ distance as a fraction of the width and centre = R * ((0.5, 0.42) + translation)
 at integer coordinates (dlib's convention). `noise_mode` is accepted for interface compatibility
 and ignored: the renderer has no noise inputs.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,9 +23,16 @@ from backbones.generator import Generator
 from backbones.synthetic.face_model import NUM_LANDMARKS, build_face_mesh
 from backbones.synthetic.rasterizer import composite, interpolate, rasterize
 from backbones.synthetic.scene import NUM_CALIBRATION, NUM_WS, MappingNetwork, SceneDecoder, SceneParameters
-from backbones.synthetic.shading import apply_tone, background_gradient, lambert, sample_texture, tone_map, vertex_normals
-from nrsfm.geometry import euler_angles_to_matrix
+from backbones.synthetic.shading import (
+    apply_tone,
+    background_gradient,
+    lambert,
+    sample_texture,
+    tone_map,
+    vertex_normals,
+)
 from common.shapes import check_finite, check_shape
+from nrsfm.geometry import euler_angles_to_matrix
 
 NOISE_MODES = ("const", "random", "none")
 # Where the midpoint between the eyes lands, as fractions of the image size (x, y).
@@ -57,8 +65,11 @@ class SyntheticGenerator(Generator):
     ):
         super().__init__()
         for label, value, low, high in (
-            ("img_resolution", img_resolution, 32, 1024), ("z_dim", z_dim, 1, 4096), ("w_dim", w_dim, 1, 4096),
-            ("num_mapping_layers", num_mapping_layers, 1, 16), ("decoder_hidden", decoder_hidden, 1, 4096),
+            ("img_resolution", img_resolution, 32, 1024),
+            ("z_dim", z_dim, 1, 4096),
+            ("w_dim", w_dim, 1, 4096),
+            ("num_mapping_layers", num_mapping_layers, 1, 16),
+            ("decoder_hidden", decoder_hidden, 1, 4096),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"generator.{label} must be an integer in [{low}, {high}], got {value!r}")
@@ -122,7 +133,10 @@ class SyntheticGenerator(Generator):
         rotated, screen = self.posed_vertices(params)
         size = self.img_resolution
         triangle_ids = rasterize(screen.detach(), rotated[..., 2].detach(), self.faces, size, size)
-        shading = lambert(vertex_normals(rotated, self.faces), params.light_direction, params.ambient, params.light_gain) * self.delighting
+        shading = (
+            lambert(vertex_normals(rotated, self.faces), params.light_direction, params.ambient, params.light_gain)
+            * self.delighting
+        )
         num_batch = screen.shape[0]
         vertex_values = torch.cat(
             [self.uv.expand(num_batch, -1, -1), self.region_weights.expand(num_batch, -1, -1), shading[..., None]], -1
@@ -171,5 +185,7 @@ def build_synthetic_generator(**options) -> SyntheticGenerator:
         raise ValueError(f"generator.name must be {SyntheticGenerator.name!r} for this generator, got {name!r}")
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"unknown generator=synthetic option(s) {', '.join(unknown)}; known options: {', '.join(known)}")
+        raise ValueError(
+            f"unknown generator=synthetic option(s) {', '.join(unknown)}; known options: {', '.join(known)}"
+        )
     return SyntheticGenerator(**options)

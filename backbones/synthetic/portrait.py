@@ -5,6 +5,7 @@ its 68 iBUG landmarks, found once per process by the project's dlib detector
 Conventions: the photo is (H, W, 3) uint8; landmarks are (68, 2) float64 pixels (x right, y down),
 pixel centres at integer coordinates (dlib's convention).
 """
+
 from __future__ import annotations
 
 import functools

@@ -13,6 +13,7 @@ the pixel position whose coefficients are differentiable functions of the vertex
 gradients flow from pixels back to vertex positions and attributes while visibility stays fixed
 for the pass.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ class Fragments:
     size: tuple[int, int, int]
 
 
-def triangle_planes(screen: torch.Tensor, values: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def triangle_planes(
+    screen: torch.Tensor, values: torch.Tensor, faces: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Affine form of each triangle's interpolated attributes.
 
     Inside triangle t, value(x, y) = planes[t, 0] + planes[t, 1] (x - anchor_x) + planes[t, 2] (y - anchor_y).
@@ -108,7 +111,11 @@ def rasterize(screen: torch.Tensor, depth: torch.Tensor, faces: torch.Tensor, he
     row_y = top[batch_index, face_index][row_owner] + _local_index(rows_per_triangle, row_owner).to(screen.dtype)
     row_planes = planes[row_owner]  # (R, 3 terms, 4)
     row_anchor = anchor[row_owner]
-    row_base = row_planes[:, 0] + row_planes[:, 2] * (row_y - row_anchor[:, 1])[:, None] - row_planes[:, 1] * row_anchor[:, 0:1]
+    row_base = (
+        row_planes[:, 0]
+        + row_planes[:, 2] * (row_y - row_anchor[:, 1])[:, None]
+        - row_planes[:, 1] * row_anchor[:, 0:1]
+    )
     slope = row_planes[:, 1]  # value(x) = row_base + slope * x
     bound = -row_base[:, :3] / torch.where(slope[:, :3] == 0, torch.ones_like(slope[:, :3]), slope[:, :3])
     infinity = torch.full_like(bound, float("inf"))
@@ -138,7 +145,9 @@ def rasterize(screen: torch.Tensor, depth: torch.Tensor, faces: torch.Tensor, he
     return ids.view(num_batch, height, width)
 
 
-def interpolate(screen: torch.Tensor, values: torch.Tensor, faces: torch.Tensor, triangle_ids: torch.Tensor) -> Fragments:
+def interpolate(
+    screen: torch.Tensor, values: torch.Tensor, faces: torch.Tensor, triangle_ids: torch.Tensor
+) -> Fragments:
     """Vertex attributes at every visible pixel centre, differentiable w.r.t. `screen` and `values`.
 
     Args:

@@ -13,6 +13,7 @@ pose row leave identity and expression untouched. Head outputs are standardised 
 of 4096 seeded samples taken at construction, then squashed into physical ranges (degrees, unit
 coefficients, colour gains) whose spreads imitate FFHQ: yaw std about 15 deg with tails to 40 deg.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,7 +84,9 @@ class SceneDecoder(nn.Module):
     def __init__(self, w_dim: int, hidden: int, generator: torch.Generator):
         super().__init__()
         self.heads = nn.ModuleList(
-            nn.Sequential(_seeded_linear(w_dim, hidden, generator), nn.LeakyReLU(0.2), _seeded_linear(hidden, size, generator))
+            nn.Sequential(
+                _seeded_linear(w_dim, hidden, generator), nn.LeakyReLU(0.2), _seeded_linear(hidden, size, generator)
+            )
             for size in GROUP_SIZES.values()
         )
         total = sum(GROUP_SIZES.values())
@@ -111,7 +114,12 @@ class SceneDecoder(nn.Module):
         azimuth = torch.deg2rad(35.0 * torch.tanh(0.6 * light[:, 0]))
         elevation = torch.deg2rad(10.0 + 25.0 * torch.tanh(0.6 * light[:, 1]))
         light_direction = torch.stack(
-            [torch.sin(azimuth) * torch.cos(elevation), -torch.sin(elevation), -torch.cos(azimuth) * torch.cos(elevation)], -1
+            [
+                torch.sin(azimuth) * torch.cos(elevation),
+                -torch.sin(elevation),
+                -torch.cos(azimuth) * torch.cos(elevation),
+            ],
+            -1,
         )
         base_colour = torch.sigmoid(0.9 * light[:, 4:7])
         top_colour = 0.15 + 0.8 * base_colour
@@ -133,7 +141,12 @@ class SceneDecoder(nn.Module):
                 -1,
             ),
             rotation_deg=torch.stack(
-                [20.0 * torch.tanh(0.3 * rotation[:, 0]), 50.0 * torch.tanh(0.3 * rotation[:, 1]), 25.0 * torch.tanh(0.2 * rotation[:, 2])], -1
+                [
+                    20.0 * torch.tanh(0.3 * rotation[:, 0]),
+                    50.0 * torch.tanh(0.3 * rotation[:, 1]),
+                    25.0 * torch.tanh(0.2 * rotation[:, 2]),
+                ],
+                -1,
             ),
             scale=0.21 * torch.exp(0.07 * torch.tanh(framing[:, 0] / 2.0) * 2.0),
             translation=0.03 * torch.tanh(framing[:, 1:3]),

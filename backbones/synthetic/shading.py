@@ -6,6 +6,7 @@ are given for the N visible pixels (`rasterizer.Fragments`), shading is per vert
 Normals follow the face frame (x right, y down, z away from the camera) and point out of the
 head, i.e. toward the camera (negative z) on a frontal face.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,15 +43,21 @@ def apply_tone(albedo: torch.Tensor, skin: torch.Tensor, hair: torch.Tensor, app
         (N, 3).
     """
     ones = torch.ones_like(appearance[:, 0])
-    skin_gain = torch.exp(appearance[:, 0:1]) * torch.stack([ones + appearance[:, 1], ones - appearance[:, 2], ones - appearance[:, 1]], -1)
-    hair_gain = torch.exp(appearance[:, 3:4]) * torch.stack([ones + appearance[:, 4], ones, ones - appearance[:, 4]], -1)
+    skin_gain = torch.exp(appearance[:, 0:1]) * torch.stack(
+        [ones + appearance[:, 1], ones - appearance[:, 2], ones - appearance[:, 1]], -1
+    )
+    hair_gain = torch.exp(appearance[:, 3:4]) * torch.stack(
+        [ones + appearance[:, 4], ones, ones - appearance[:, 4]], -1
+    )
     gain = 1.0 + skin[:, None] * (skin_gain - 1.0) + hair[:, None] * (hair_gain - 1.0)
     coloured = albedo * gain
     luma = (coloured * coloured.new_tensor(_LUMA)).sum(-1, keepdim=True)
     return luma + (coloured - luma) * torch.exp(appearance[:, 5:6])
 
 
-def lambert(normals: torch.Tensor, light_direction: torch.Tensor, ambient: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+def lambert(
+    normals: torch.Tensor, light_direction: torch.Tensor, ambient: torch.Tensor, gain: torch.Tensor
+) -> torch.Tensor:
     """Relative per-vertex shading that leaves a frontally lit, frontal surface unchanged.
 
     Args:

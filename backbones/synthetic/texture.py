@@ -5,9 +5,10 @@ Why: the outline runs a little outside the jaw (dlib's detector needs that margi
 head that band faces the camera; with the raw photo it would show smeared background.
 All geometry is in face units (see `face_model`); `to_face` maps (N, 2) portrait pixels to face units.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -1,4 +1,5 @@
 """Alignment: similarity fit (float64 properties), dlib chip geometry, differentiable extraction."""
+
 from __future__ import annotations
 
 import math
@@ -9,7 +10,12 @@ import skimage.data
 import torch
 
 from backbones.identity.alignment import (
-    FacePointDetector, centred_chip_to_image, dlib_chip_to_image, extract_chips, similarity_transform, template_chip_to_image,
+    FacePointDetector,
+    centred_chip_to_image,
+    dlib_chip_to_image,
+    extract_chips,
+    similarity_transform,
+    template_chip_to_image,
 )
 
 

@@ -1,5 +1,6 @@
 """ArcFace: a tiny IResNet ONNX built here (insightface layer types and names); our torch graph vs onnxruntime
 and vs insightface's own model-zoo path (skipped without the insightface extra)."""
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,9 @@ from backbones.identity.arcface import (  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
 
-def _tiny_iresnet(path, input_size: int = 112, channels: int = 8, features: int = 16, seed: int = 0,
-                  raw_pixels: bool = False) -> None:
+def _tiny_iresnet(
+    path, input_size: int = 112, channels: int = 8, features: int = 16, seed: int = 0, raw_pixels: bool = False
+) -> None:
     """IResNet with one IBasicBlock (stride 2, conv1x1+BN downsample), as insightface's arcface_torch
     exports it: conv1-bn1-prelu, layer1.0.{bn1,conv1,bn2,prelu,conv2,bn3,downsample.0/1}, bn2,
     Flatten, fc (Gemm), features (BatchNormalization). With `raw_pixels`, as an MXNet export: the graph
@@ -32,26 +34,44 @@ def _tiny_iresnet(path, input_size: int = 112, channels: int = 8, features: int 
     initialisers, nodes = [], []
     image = "data" if raw_pixels else "input.1"
     if raw_pixels:
-        initialisers += [numpy_helper.from_array(np.array(127.5, np.float32), "mean"),
-                         numpy_helper.from_array(np.array(1 / 128, np.float32), "scale")]
-        nodes += [helper.make_node("Sub", ["data", "mean"], ["centred"], name="_minus0"),
-                  helper.make_node("Mul", ["centred", "scale"], ["input.1"], name="_mul0")]
+        initialisers += [
+            numpy_helper.from_array(np.array(127.5, np.float32), "mean"),
+            numpy_helper.from_array(np.array(1 / 128, np.float32), "scale"),
+        ]
+        nodes += [
+            helper.make_node("Sub", ["data", "mean"], ["centred"], name="_minus0"),
+            helper.make_node("Mul", ["centred", "scale"], ["input.1"], name="_mul0"),
+        ]
 
     def tensor(name, shape, low=-0.3, high=0.3):
         initialisers.append(numpy_helper.from_array(rng.uniform(low, high, shape).astype(np.float32), name))
         return name
 
     def batch_norm(prefix, x, out, count):
-        names = [tensor(f"{prefix}.weight", (count,), 0.5, 1.5), tensor(f"{prefix}.bias", (count,)),
-                 tensor(f"{prefix}.running_mean", (count,)), tensor(f"{prefix}.running_var", (count,), 0.5, 2.0)]
+        names = [
+            tensor(f"{prefix}.weight", (count,), 0.5, 1.5),
+            tensor(f"{prefix}.bias", (count,)),
+            tensor(f"{prefix}.running_mean", (count,)),
+            tensor(f"{prefix}.running_var", (count,), 0.5, 2.0),
+        ]
         nodes.append(helper.make_node("BatchNormalization", [x, *names], [out], epsilon=1e-5))
         return out
 
     def conv(prefix, x, out, c_in, c_out, kernel, stride):
         weight = tensor(f"{prefix}.weight", (c_out, c_in, kernel, kernel))
         pad = kernel // 2
-        nodes.append(helper.make_node("Conv", [x, weight], [out], kernel_shape=[kernel, kernel], strides=[stride, stride],
-                                      pads=[pad] * 4, dilations=[1, 1], group=1))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, weight],
+                [out],
+                kernel_shape=[kernel, kernel],
+                strides=[stride, stride],
+                pads=[pad] * 4,
+                dilations=[1, 1],
+                group=1,
+            )
+        )
         return out
 
     def prelu(prefix, x, out, count):
@@ -64,18 +84,27 @@ def _tiny_iresnet(path, input_size: int = 112, channels: int = 8, features: int 
     block = conv("layer1.0.conv1", block, "t5", channels, channels, 3, 1)
     block = prelu("layer1.0.prelu", batch_norm("layer1.0.bn2", block, "t6", channels), "t7", channels)
     block = batch_norm("layer1.0.bn3", conv("layer1.0.conv2", block, "t8", channels, channels, 3, 2), "t9", channels)
-    shortcut = batch_norm("layer1.0.downsample.1", conv("layer1.0.downsample.0", x, "t10", channels, channels, 1, 2), "t11", channels)
+    shortcut = batch_norm(
+        "layer1.0.downsample.1", conv("layer1.0.downsample.0", x, "t10", channels, channels, 1, 2), "t11", channels
+    )
     nodes.append(helper.make_node("Add", [block, shortcut], ["t12"]))
     x = batch_norm("bn2", "t12", "t13", channels)
     nodes.append(helper.make_node("Flatten", [x], ["t14"], axis=1))
     side = input_size // 2
     fc_weight = tensor("fc.weight", (features, channels * side * side), -0.01, 0.01)
-    nodes.append(helper.make_node("Gemm", ["t14", fc_weight, tensor("fc.bias", (features,))], ["t15"], alpha=1.0, beta=1.0, transB=1))
+    nodes.append(
+        helper.make_node(
+            "Gemm", ["t14", fc_weight, tensor("fc.bias", (features,))], ["t15"], alpha=1.0, beta=1.0, transB=1
+        )
+    )
     batch_norm("features", "t15", "683", features)
     graph = helper.make_graph(
-        nodes, "tiny_iresnet",
+        nodes,
+        "tiny_iresnet",
         [helper.make_tensor_value_info(image, TensorProto.FLOAT, ["None", 3, input_size, input_size])],
-        [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["None", features])], initialisers)
+        [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["None", features])],
+        initialisers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -187,8 +216,10 @@ def test_same_embedding_through_both_alignments(insightface_pair):
     with torch.no_grad():
         reference = network.embed(images)
     distance = network.distance(ours, reference)
-    print(f"chips differ by at most {np.abs(our_chips - reference_chips).max():.2f} grey levels; "
-          f"1 - cos between the paths {distance.tolist()}")
+    print(
+        f"chips differ by at most {np.abs(our_chips - reference_chips).max():.2f} grey levels; "
+        f"1 - cos between the paths {distance.tolist()}"
+    )
     assert np.abs(our_chips - reference_chips).max() <= 0.51  # norm_crop rounds its chip to uint8
     assert distance.max() < 1e-4 and network.distance(ours[:1], ours[1:]) > 1e-2
 
@@ -222,7 +253,13 @@ def test_evaluate_config_selects_the_insightface_backend(tiny_model, insightface
     from hydra.utils import instantiate
 
     with initialize_config_module("conf", version_base="1.3"):
-        cfg = compose(config_name="evaluate", overrides=["identity=arcface", f"identity.model_path={tiny_model}",
-                                                          "identity.evaluation_backend=insightface"])
+        cfg = compose(
+            config_name="evaluate",
+            overrides=[
+                "identity=arcface",
+                f"identity.model_path={tiny_model}",
+                "identity.evaluation_backend=insightface",
+            ],
+        )
     network = instantiate(cfg.identity)
     assert isinstance(network, ArcFaceIdentity) and network.insightface is not None and network.on_missing == "centre"

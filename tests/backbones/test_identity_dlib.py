@@ -1,4 +1,5 @@
 """dlib descriptor in torch: file parser, equivalence with dlib on aligned chips, cache, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +10,9 @@ import torch
 
 dlib = pytest.importorskip("dlib")
 
+from backbones.identity.alignment import models_dir  # noqa: E402
 from backbones.identity.dlib_format import parse_dlib_network, read_dlib_network  # noqa: E402
 from backbones.identity.dlib_resnet import DlibResNet, add_zero_padded, default_weights_path, load_dlib_resnet  # noqa: E402
-from backbones.identity.alignment import models_dir  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def _chip_variants(chip: np.ndarray) -> list[np.ndarray]:
     for angle in (-12, -5, 5, 12):
         variants.append(skimage.transform.rotate(chip, angle, preserve_range=True, mode="edge"))
     for margin in (6, 12, 20):
-        crop = chip[margin:150 - margin, margin // 2:150 - margin // 2]
+        crop = chip[margin : 150 - margin, margin // 2 : 150 - margin // 2]
         variants.append(skimage.transform.resize(crop, (150, 150), preserve_range=True, anti_aliasing=True))
     for gain in ((1.2, 1.0, 0.8), (0.7, 0.9, 1.1), (1.0, 1.0, 1.0)):
         variants.append(chip * np.array(gain) + rng.normal(0, 4, chip.shape))
@@ -62,7 +63,9 @@ def _synthetic_chips(count: int) -> list[np.ndarray]:
     for frame in frames:
         boxes = detector(np.ascontiguousarray(frame), 1)
         if len(boxes) and len(chips) < count:
-            chips.append(dlib.get_face_chip(np.ascontiguousarray(frame), predictor(frame, boxes[0]), size=150, padding=0.25))
+            chips.append(
+                dlib.get_face_chip(np.ascontiguousarray(frame), predictor(frame, boxes[0]), size=150, padding=0.25)
+            )
     return chips
 
 

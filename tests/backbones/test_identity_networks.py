@@ -1,4 +1,5 @@
 """IdentityNetwork behaviour: dlib end to end on real faces, gradients, missing faces, identity=none."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,9 @@ def test_embed_matches_dlib_on_the_full_image(network, astronaut):
     image = skimage.data.astronaut()
     box = dlib.get_frontal_face_detector()(image, 1)[0]
     shape = dlib.shape_predictor(str(models_dir() / "shape_predictor_5_face_landmarks.dat"))(image, box)
-    expected = np.array(dlib.face_recognition_model_v1(str(default_weights_path())).compute_face_descriptor(image, shape))
+    expected = np.array(
+        dlib.face_recognition_model_v1(str(default_weights_path())).compute_face_descriptor(image, shape)
+    )
     ours = network.descriptors(astronaut)[0].double().numpy()
     # dlib rounds its chip to uint8, we keep it continuous: descriptors agree to chip rounding.
     assert np.abs(ours - expected).max() < 0.02

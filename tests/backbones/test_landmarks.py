@@ -1,4 +1,5 @@
 """dlib detector on a real photo, the shared interface, and the optional MediaPipe extra."""
+
 import importlib.util
 import pickle
 

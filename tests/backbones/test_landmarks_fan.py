@@ -1,5 +1,6 @@
 """FAN through face-alignment: missing package and weights, user weights loaded by the package, and the
 batched crop/heatmap geometry (against the package's own functions, and with a stand-in network)."""
+
 import sys
 
 import numpy as np
@@ -56,7 +57,9 @@ def test_corrupt_weights_is_a_user_error(tmp_path, monkeypatch):
 def test_user_weights_load_through_the_package(tmp_path, monkeypatch):
     face_alignment = pytest.importorskip("face_alignment")
     torch.manual_seed(0)
-    state = {key: value.half() for key, value in face_alignment.models.FAN(4).state_dict().items()}  # half: a 48 MB file
+    state = {
+        key: value.half() for key, value in face_alignment.models.FAN(4).state_dict().items()
+    }  # half: a 48 MB file
     weights = tmp_path / "hub" / "checkpoints" / WEIGHTS_FILE
     weights.parent.mkdir(parents=True)
     torch.save(state, weights)
@@ -72,7 +75,9 @@ def test_user_weights_load_through_the_package(tmp_path, monkeypatch):
 def test_stand_in_network_finds_a_painted_dot(monkeypatch):
     monkeypatch.setattr(fan, "load_fan", lambda device: MagentaFinder())
     image = astronaut_with_dot()
-    detections = FanDetector(device="cpu", flip_input=False, batch_size=1).detect_uint8(np.stack([image, np.zeros_like(image), image]))
+    detections = FanDetector(device="cpu", flip_input=False, batch_size=1).detect_uint8(
+        np.stack([image, np.zeros_like(image), image])
+    )
     assert detections.found.tolist() == [True, False, True]
     assert detections.landmarks.shape == (3, 68, 2)
     # One heatmap pixel covers side/64 ~ 3.6 image pixels here: the dot is found to within one.
@@ -96,7 +101,11 @@ def test_crop_matches_the_package_crop():
     centre, scale = np.array([210.0, 140.0]), 1.1
     theirs = utils.crop(image, centre, scale).astype(np.float64)
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].double()
-    ours = crop_images(pixels, torch.from_numpy(centre[None]), torch.tensor([200.0 * scale], dtype=torch.float64))[0].permute(1, 2, 0).numpy()
+    ours = (
+        crop_images(pixels, torch.from_numpy(centre[None]), torch.tensor([200.0 * scale], dtype=torch.float64))[0]
+        .permute(1, 2, 0)
+        .numpy()
+    )
     # The package rounds the crop window to whole pixels: 1.1 px of a ~1 grey level/px ramp.
     assert np.abs(ours - theirs)[2:-2, 2:-2].mean() < 1.5
 
@@ -108,7 +117,9 @@ def test_decoding_matches_the_package_decoding():
     heatmaps = F.avg_pool2d(torch.rand(2, 68, 66, 66, generator=generator, dtype=torch.float64), 3, stride=1)
     centre, scale = np.array([120.0, 90.0]), 0.8
     _, theirs, _ = utils.get_preds_fromhm(heatmaps.float().numpy(), centre, scale)
-    ours, _ = heatmaps_to_landmarks(heatmaps, torch.from_numpy(np.stack([centre, centre])), torch.full((2,), 200.0 * scale, dtype=torch.float64))
+    ours, _ = heatmaps_to_landmarks(
+        heatmaps, torch.from_numpy(np.stack([centre, centre])), torch.full((2,), 200.0 * scale, dtype=torch.float64)
+    )
     interior = ((ours > 2) & (ours < 400)).all(-1)
     # The package truncates the points to whole pixels after a pseudo-inverse (x.999 becomes x - 1).
     assert np.abs(ours.numpy() - theirs)[interior.numpy()].max() <= 1.5

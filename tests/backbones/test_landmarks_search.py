@@ -1,4 +1,5 @@
 """dlib's box search on a shrunk copy, its retry with one more doubling, and the aligned mode's verified fixed box."""
+
 import pickle
 
 import dlib
@@ -41,7 +42,11 @@ def aligned_faces():
 
 def test_shrink_factor_and_box_scaling():
     finder = HogFaceFinder(search_size=256)
-    assert finder.shrink_factor(256, 256) == 1 and finder.shrink_factor(512, 512) == 2 and finder.shrink_factor(1024, 700) == 4
+    assert (
+        finder.shrink_factor(256, 256) == 1
+        and finder.shrink_factor(512, 512) == 2
+        and finder.shrink_factor(1024, 700) == 4
+    )
     assert finder.shrink_factor(1000, 1000) == 4 and HogFaceFinder(search_size=None).shrink_factor(1024, 1024) == 1
     box = scale_box(dlib.rectangle(10, 20, 29, 49), 4)  # pixels 10..29 of the copy are pixels 40..119 of the image
     assert (box.left(), box.top(), box.right(), box.bottom()) == (40, 80, 119, 199)
@@ -82,7 +87,10 @@ def test_aligned_fit_matches_detection_and_rejects_what_moved(aligned_faces):
     assert both.mean() >= 0.8 and (aligned.found | ~searched.found).all()  # every face the search finds is found
     verified = np.array([detector.verified_fit(image) is not None for image in images])
     assert verified.mean() >= 0.3
-    aligned_error, searched_error = nme(aligned.landmarks.numpy()[both], truth[both]), nme(searched.landmarks.numpy()[both], truth[both])
+    aligned_error, searched_error = (
+        nme(aligned.landmarks.numpy()[both], truth[both]),
+        nme(searched.landmarks.numpy()[both], truth[both]),
+    )
     assert np.median(aligned_error) <= np.median(searched_error) + 0.005
     # A blank image and a face moved by a quarter of the image fail the check and go to the search.
     blank, moved = np.zeros_like(images[0]), np.roll(images[0], images.shape[2] // 4, axis=1)
@@ -112,7 +120,9 @@ def test_sampling_stage_calibrates_an_aligned_detector(tmp_path):
 
     generator = SyntheticGenerator(img_resolution=192).freeze()
     detector = DlibDetector(aligned=True)
-    out = sample_dataset(generator, detector, tmp_path / "samples.h5", 40, 3, batch_size=3, chunk_size=3, num_workers=0, progress=False)
+    out = sample_dataset(
+        generator, detector, tmp_path / "samples.h5", 40, 3, batch_size=3, chunk_size=3, num_workers=0, progress=False
+    )
     assert not detector.needs_calibration
     calibration = DlibDetector(aligned=True)
     calibration.calibrate(images_to_uint8(generator.synthesis(generator.mapping(generator.z_from_seeds(np.arange(8))))))

@@ -1,14 +1,16 @@
 """Loader entry points, our weights-only checkpoint format, configs and the Generator interface."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-import conf
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from test_stylegan_reference import generator_from_fixture, load_fixture
 
+import conf
 from backbones.generator import Generator
 from backbones.stylegan import (
     StyleGAN2Generator,
@@ -22,7 +24,6 @@ from backbones.stylegan.checkpoint import checkpoint_dict
 from backbones.stylegan.nvidia import generator_kwargs
 from backbones.stylegan.safe_pickle import PersistentRecord
 from common.errors import UserError
-from test_stylegan_reference import generator_from_fixture, load_fixture
 
 GENERATOR_CONF = Path(conf.__file__).parent / "generator"
 
@@ -33,9 +34,13 @@ def tiny_stylegan2(**kwargs) -> StyleGAN2Generator:
 
 
 def test_missing_file_names_the_official_checkpoint(tmp_path):
-    with pytest.raises(UserError, match=r"ffhq\.pkl not found: put NVIDIA's official stylegan2-ffhq-1024x1024\.pkl there"):
+    with pytest.raises(
+        UserError, match=r"ffhq\.pkl not found: put NVIDIA's official stylegan2-ffhq-1024x1024\.pkl there"
+    ):
         load_stylegan2(str(tmp_path / "ffhq.pkl"))
-    with pytest.raises(UserError, match=r"official stylegan3-r-ffhq-1024x1024\.pkl \(or stylegan3-t-ffhq-1024x1024\.pkl\)"):
+    with pytest.raises(
+        UserError, match=r"official stylegan3-r-ffhq-1024x1024\.pkl \(or stylegan3-t-ffhq-1024x1024\.pkl\)"
+    ):
         load_stylegan3(str(tmp_path / "ffhq.pkl"))
 
 
@@ -93,15 +98,27 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
 
 def test_nvidia_kwargs_translation_refuses_what_it_cannot_build():
     base = {"z_dim": 8, "w_dim": 8, "img_resolution": 16, "img_channels": 3, "c_dim": 0}
-    record = PersistentRecord("Generator", 6, "", {"_init_kwargs": {**base, "num_fp16_res": 4, "mapping_kwargs": {"num_layers": 3}}})
+    record = PersistentRecord(
+        "Generator", 6, "", {"_init_kwargs": {**base, "num_fp16_res": 4, "mapping_kwargs": {"num_layers": 3}}}
+    )
     assert generator_kwargs(record, "stylegan2")["num_mapping_layers"] == 3
     # stylegan2-ada-pytorch nests the synthesis kwargs; TF-converted networks have no clamp.
-    nested = {**base, "mapping_kwargs": {"num_layers": 8, "w_avg_beta": 0.995, "embed_features": None},
-              "synthesis_kwargs": {"channel_base": 16384, "conv_clamp": None, "architecture": "skip", "activation": "lrelu"}}
+    nested = {
+        **base,
+        "mapping_kwargs": {"num_layers": 8, "w_avg_beta": 0.995, "embed_features": None},
+        "synthesis_kwargs": {"channel_base": 16384, "conv_clamp": None, "architecture": "skip", "activation": "lrelu"},
+    }
     translated = generator_kwargs(PersistentRecord("Generator", 6, "", {"_init_kwargs": nested}), "stylegan2")
-    assert translated["channel_base"] == 16384 and translated["conv_clamp"] is None and translated["num_mapping_layers"] == 8
+    assert (
+        translated["channel_base"] == 16384
+        and translated["conv_clamp"] is None
+        and translated["num_mapping_layers"] == 8
+    )
     positional = PersistentRecord("Generator", 6, "", {"_init_args": (8, 0, 8, 16, 3), "_init_kwargs": {}})
-    assert generator_kwargs(positional, "stylegan3") == {**{k: v for k, v in base.items() if k != "c_dim"}, "num_mapping_layers": 2}
+    assert generator_kwargs(positional, "stylegan3") == {
+        **{k: v for k, v in base.items() if k != "c_dim"},
+        "num_mapping_layers": 2,
+    }
     for kwargs, message in [
         ({**base, "c_dim": 10}, "class-conditional"),
         ({**base, "img_channels": 1}, "only RGB"),

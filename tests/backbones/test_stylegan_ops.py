@@ -1,4 +1,5 @@
 """The resampling ops against their definition (zero insertion, padding, convolution, decimation)."""
+
 from __future__ import annotations
 
 import itertools
@@ -17,17 +18,26 @@ def upfirdn2d_by_definition(x, fir, up, down, padding, gain):
     upsampled[:, :, ::up, ::up] = x
     pad_x0, pad_x1, pad_y0, pad_y1 = padding
     padded = F.pad(upsampled, [max(pad_x0, 0), max(pad_x1, 0), max(pad_y0, 0), max(pad_y1, 0)])
-    padded = padded[:, :, max(-pad_y0, 0): padded.shape[2] - max(-pad_y1, 0), max(-pad_x0, 0): padded.shape[3] - max(-pad_x1, 0)]
+    padded = padded[
+        :, :, max(-pad_y0, 0) : padded.shape[2] - max(-pad_y1, 0), max(-pad_x0, 0) : padded.shape[3] - max(-pad_x1, 0)
+    ]
     kernel = torch.outer(fir, fir) if fir.ndim == 1 else fir
     kernel = (kernel * gain).flip([0, 1])  # convolution = correlation with the flipped kernel
     kernel = kernel[None, None].repeat(channels, 1, 1, 1)
     return F.conv2d(padded, kernel, groups=channels)[:, :, ::down, ::down]
 
 
-@pytest.mark.parametrize("up, down, padding, separable", [
-    (1, 1, (0, 0, 0, 0), True), (2, 1, (2, 1, 2, 1), False), (1, 2, (1, 2, 0, 3), True),
-    (2, 2, (-1, 3, 4, -2), False), (4, 2, (5, -3, 0, 2), True), (3, 1, (-2, -2, -1, -3), True),
-])
+@pytest.mark.parametrize(
+    "up, down, padding, separable",
+    [
+        (1, 1, (0, 0, 0, 0), True),
+        (2, 1, (2, 1, 2, 1), False),
+        (1, 2, (1, 2, 0, 3), True),
+        (2, 2, (-1, 3, 4, -2), False),
+        (4, 2, (5, -3, 0, 2), True),
+        (3, 1, (-2, -2, -1, -3), True),
+    ],
+)
 def test_upfirdn2d_matches_its_definition(up, down, padding, separable):
     generator = torch.Generator().manual_seed(up * 10 + down)
     x = torch.randn(2, 3, 7, 9, generator=generator, dtype=torch.float64)
@@ -57,8 +67,9 @@ def test_filtered_lrelu_gradients():
     down_filter = torch.rand(4, 4, generator=generator, dtype=torch.float64)
 
     def layer(inputs):
-        return filtered_lrelu(inputs, up_filter, down_filter, bias, up=2, down=2, padding=(3, 3, 3, 3),
-                              gain=2**0.5, slope=0.2, clamp=0.8)
+        return filtered_lrelu(
+            inputs, up_filter, down_filter, bias, up=2, down=2, padding=(3, 3, 3, 3), gain=2**0.5, slope=0.2, clamp=0.8
+        )
 
     assert torch.autograd.gradcheck(layer, (x,))
     with torch.no_grad():

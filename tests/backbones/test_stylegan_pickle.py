@@ -5,6 +5,7 @@ The test writes pickles with the structure of NVIDIA's `torch_utils.persistence`
 module_src, class_name, state}; tensors pickled by torch itself; `dnnlib.util.EasyDict` kwargs).
 The embedded `module_src` creates a marker file when executed, as NVIDIA's loader would execute it.
 """
+
 from __future__ import annotations
 
 import collections
@@ -18,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_stylegan_reference import TOLERANCE, generator_from_fixture, load_fixture, max_abs_error
 
 from backbones.stylegan import UnsafePickleError, load_stylegan, read_network_pickle
 from backbones.stylegan.safe_pickle import PersistentRecord
 from common.errors import UserError
-from test_stylegan_reference import TOLERANCE, generator_from_fixture, load_fixture, max_abs_error
 
 
 def payload_source(marker: Path) -> str:
@@ -49,8 +50,10 @@ class FakeNvidiaModules:
         easy_dict = type("EasyDict", (dict,), {"__module__": "dnnlib.util"})
         util.EasyDict = easy_dict
         for name, module in [
-            ("torch_utils", types.ModuleType("torch_utils")), ("torch_utils.persistence", persistence),
-            ("dnnlib", types.ModuleType("dnnlib")), ("dnnlib.util", util),
+            ("torch_utils", types.ModuleType("torch_utils")),
+            ("torch_utils.persistence", persistence),
+            ("dnnlib", types.ModuleType("dnnlib")),
+            ("dnnlib.util", util),
         ]:
             monkeypatch.setitem(sys.modules, name, module)
         sys.modules["torch_utils"].persistence = persistence
@@ -77,8 +80,12 @@ def module_record(fakes: FakeNvidiaModules, module: torch.nn.Module, source: str
     )
     state = {
         "training": False,
-        "_parameters": collections.OrderedDict((k, torch.nn.Parameter(v.detach().clone(), requires_grad=False)) for k, v in module._parameters.items()),
-        "_buffers": collections.OrderedDict((k, None if v is None else v.detach().clone()) for k, v in module._buffers.items()),
+        "_parameters": collections.OrderedDict(
+            (k, torch.nn.Parameter(v.detach().clone(), requires_grad=False)) for k, v in module._parameters.items()
+        ),
+        "_buffers": collections.OrderedDict(
+            (k, None if v is None else v.detach().clone()) for k, v in module._buffers.items()
+        ),
         "_non_persistent_buffers_set": set(),
         "_backward_hooks": collections.OrderedDict(),
         "_forward_hooks": collections.OrderedDict(),
@@ -113,7 +120,10 @@ def nvidia_network_pickle(fakes: FakeNvidiaModules, fixture_name: str, path: Pat
     discriminator = module_record(fakes, torch.nn.Linear(4, 1), source, {"c_dim": 0})
     snapshot = {
         "training_set_kwargs": fakes.EasyDict(path="ffhq.zip", resolution=32, xflip=True),
-        "G": g_training, "D": discriminator, "G_ema": g_ema, "augment_pipe": None,
+        "G": g_training,
+        "D": discriminator,
+        "G_ema": g_ema,
+        "augment_pipe": None,
     }
     with open(path, "wb") as handle:
         pickle.dump(snapshot, handle, protocol=4)
@@ -174,11 +184,14 @@ class CallsGlobal:
         return self.function, self.args
 
 
-@pytest.mark.parametrize("function, args, refused", [
-    (os.system, ("echo hacked",), "system"),
-    (eval, ("1 + 1",), "builtins.eval"),
-    (torch.load, ("model.pt",), "torch.serialization.load"),
-])
+@pytest.mark.parametrize(
+    "function, args, refused",
+    [
+        (os.system, ("echo hacked",), "system"),
+        (eval, ("1 + 1",), "builtins.eval"),
+        (torch.load, ("model.pt",), "torch.serialization.load"),
+    ],
+)
 def test_refuses_any_other_global(tmp_path, function, args, refused):
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"G_ema": CallsGlobal(function, *args)}))

@@ -3,6 +3,7 @@
 Fixtures (tiny networks; see data/stylegan/README.md) are copied from ../shared/fixtures/stylegan;
 the tests use the copy, else the shared folder, else skip.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,9 @@ def fixture_path(name: str) -> Path:
     for folder in FIXTURE_DIRS:
         if (folder / name).is_file():
             return folder / name
-    pytest.skip(f"StyleGAN reference fixture {name} is absent (tests/backbones/data/stylegan or ../shared/fixtures/stylegan)")
+    pytest.skip(
+        f"StyleGAN reference fixture {name} is absent (tests/backbones/data/stylegan or ../shared/fixtures/stylegan)"
+    )
 
 
 def load_fixture(name: str) -> dict[str, np.ndarray]:
@@ -36,7 +39,11 @@ def load_fixture(name: str) -> dict[str, np.ndarray]:
 
 
 def fixture_state_dict(fixture: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {key.removeprefix("state/"): torch.from_numpy(value) for key, value in fixture.items() if key.startswith("state/")}
+    return {
+        key.removeprefix("state/"): torch.from_numpy(value)
+        for key, value in fixture.items()
+        if key.startswith("state/")
+    }
 
 
 def generator_from_fixture(fixture: dict[str, np.ndarray]):
@@ -53,9 +60,14 @@ def max_abs_error(ours: torch.Tensor, reference: np.ndarray) -> float:
     return float((ours - torch.from_numpy(reference)).abs().max())
 
 
-@pytest.mark.parametrize("name, expected_name, num_ws", [
-    ("sg2_tiny.npz", "stylegan2", 8), ("sg3t_tiny.npz", "stylegan3-t", 16), ("sg3r_tiny.npz", "stylegan3-r", 16),
-])
+@pytest.mark.parametrize(
+    "name, expected_name, num_ws",
+    [
+        ("sg2_tiny.npz", "stylegan2", 8),
+        ("sg3t_tiny.npz", "stylegan3-t", 16),
+        ("sg3r_tiny.npz", "stylegan3-r", 16),
+    ],
+)
 def test_reproduces_nvidia_mapping_and_images(name, expected_name, num_ws):
     fixture = load_fixture(name)
     generator = generator_from_fixture(fixture)
@@ -124,5 +136,5 @@ def test_batch_equals_single_samples():
     ws = torch.from_numpy(fixture["ws"][:2])
     with torch.no_grad():
         batch = generator.synthesis(ws)
-        single = torch.cat([generator.synthesis(ws[i: i + 1]) for i in range(ws.shape[0])])
+        single = torch.cat([generator.synthesis(ws[i : i + 1]) for i in range(ws.shape[0])])
     assert float((batch - single).abs().max()) <= 1e-5

@@ -5,17 +5,18 @@ singleton dimensions, blur kernels, training `args`), loads it with `load_styleg
 with NVIDIA's stored outputs. This checks the renaming and reshaping; that both codes store values
 in the same convention is documented in `backbones.stylegan.rosinality`.
 """
+
 from __future__ import annotations
 
 import argparse
 
 import pytest
 import torch
+from test_stylegan_reference import TOLERANCE, fixture_state_dict, load_fixture, max_abs_error
 
 from backbones.stylegan import load_stylegan, load_stylegan3
 from backbones.stylegan.rosinality import rosinality_to_nvidia
 from common.errors import UserError
-from test_stylegan_reference import TOLERANCE, fixture_state_dict, load_fixture, max_abs_error
 
 
 def rosinality_layout(nvidia: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -60,7 +61,8 @@ def test_rosinality_checkpoint_reproduces_nvidia_outputs(tmp_path):
     fixture = load_fixture("sg2_tiny.npz")
     nvidia = fixture_state_dict(fixture)
     checkpoint = {
-        "g_ema": rosinality_layout(nvidia), "latent_avg": nvidia["mapping.w_avg"],
+        "g_ema": rosinality_layout(nvidia),
+        "latent_avg": nvidia["mapping.w_avg"],
         "args": argparse.Namespace(size=32, n_mlp=2, channel_multiplier=2),
     }
     torch.save(checkpoint, tmp_path / "550000.pt")

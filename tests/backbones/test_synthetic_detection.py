@@ -1,4 +1,5 @@
 """The real dlib detector reads the synthetic faces and agrees with their ground truth."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """The head mesh: landmark vertices, a closed and oriented surface, depth, and blend shapes."""
+
 import collections
 
 import pytest
@@ -40,7 +41,9 @@ def test_triangles_at_the_landmarks_face_the_camera(mesh):
 
 def test_head_is_a_closed_consistently_oriented_surface(mesh):
     """Every edge borders two triangles, once in each direction, except the neck tube's two open ends."""
-    directed = collections.Counter((int(u), int(v)) for a, b, c in mesh.faces.tolist() for u, v in ((a, b), (b, c), (c, a)))
+    directed = collections.Counter(
+        (int(u), int(v)) for a, b, c in mesh.faces.tolist() for u, v in ((a, b), (b, c), (c, a))
+    )
     assert max(directed.values()) == 1
     open_edges = [edge for edge in directed if edge[::-1] not in directed]
     assert len(open_edges) == 2 * NECK_COLUMNS
@@ -70,8 +73,8 @@ def test_delighting_gains_are_bounded_and_leave_the_back_alone(mesh):
 
 def test_expressions_move_the_right_landmarks(mesh):
     basis = mesh.expression_basis
-    lids_gap = lambda v: (v[[40, 41, 46, 47], 1].mean() - v[[37, 38, 43, 44], 1].mean())  # noqa: E731
-    lip_gap = lambda v: (v[65:68, 1].mean() - v[61:64, 1].mean())  # noqa: E731
+    lids_gap = lambda v: v[[40, 41, 46, 47], 1].mean() - v[[37, 38, 43, 44], 1].mean()  # noqa: E731
+    lip_gap = lambda v: v[65:68, 1].mean() - v[61:64, 1].mean()  # noqa: E731
     neutral = mesh.vertices
     closed = neutral + basis[EXPRESSION_NAMES.index("eyes_close")]
     assert lids_gap(closed).abs() < 0.2 * lids_gap(neutral)

@@ -1,5 +1,6 @@
 """The synthetic generator: interface, W+ semantics, ground-truth conventions, gradients, config
 and bad input."""
+
 import copy
 
 import pytest
@@ -112,7 +113,9 @@ def test_image_gradient_wrt_w_is_finite_and_nonzero(generator):
 def test_gradcheck_tiny_render_float64(tiny_generator):
     model = copy.deepcopy(tiny_generator).double()
     ws = model.sample(1, seed=4).detach()
-    directions = torch.randn(3, model.num_ws, model.w_dim, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    directions = torch.randn(
+        3, model.num_ws, model.w_dim, generator=torch.Generator().manual_seed(5), dtype=torch.float64
+    )
 
     def render(coefficients):
         return model.synthesis(ws + torch.einsum("k,krc->rc", coefficients, directions)[None])

@@ -1,5 +1,6 @@
 """Rasterizer properties in float64: coverage against a brute-force inside test, z-buffering,
 back-face culling, linear precision of interpolation, gradcheck, batch vs single, bad input."""
+
 import pytest
 import torch
 
@@ -8,7 +9,9 @@ from backbones.synthetic.rasterizer import composite, interpolate, rasterize, tr
 
 def _brute_force_coverage(triangle: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(3, 2) counter-clockwise triangle -> (H, W) bool, pixel centres at integers."""
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=triangle.dtype), torch.arange(width, dtype=triangle.dtype), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=triangle.dtype), torch.arange(width, dtype=triangle.dtype), indexing="ij"
+    )
     pixel = torch.stack([xs, ys], -1)
     inside = torch.ones(height, width, dtype=torch.bool)
     for start, stop in ((0, 1), (1, 2), (2, 0)):
@@ -42,8 +45,12 @@ def test_nearer_triangle_wins_where_they_overlap():
     square = torch.tensor([[1.0, 1.0], [14.0, 1.0], [14.0, 14.0], [1.0, 14.0]], dtype=torch.float64)
     screen = torch.cat([square, square])[None]
     faces = torch.tensor([[0, 2, 1], [4, 6, 5]]).flip(-1)  # both counter-clockwise on screen
-    for near, far in ((0, 1), (1, 0)):
-        depth = torch.tensor([[1.0] * 4 + [2.0] * 4], dtype=torch.float64) if near == 0 else torch.tensor([[2.0] * 4 + [1.0] * 4], dtype=torch.float64)
+    for near in (0, 1):
+        depth = (
+            torch.tensor([[1.0] * 4 + [2.0] * 4], dtype=torch.float64)
+            if near == 0
+            else torch.tensor([[2.0] * 4 + [1.0] * 4], dtype=torch.float64)
+        )
         ids = rasterize(screen, depth, faces, 16, 16)
         covered = ids >= 0
         assert covered.sum() > 50 and (ids[covered] == near).all()
@@ -81,7 +88,9 @@ def test_batch_matches_single():
     faces = torch.tensor([[0, 1, 2], [3, 4, 5], [0, 2, 4], [0, 4, 2], [1, 3, 5], [1, 5, 3]])
     batch = rasterize(screen, depth, faces, 20, 20)
     for index in range(3):
-        assert torch.equal(batch[index], rasterize(screen[index:index + 1], depth[index:index + 1], faces, 20, 20)[0])
+        assert torch.equal(
+            batch[index], rasterize(screen[index : index + 1], depth[index : index + 1], faces, 20, 20)[0]
+        )
 
 
 def test_planes_reproduce_vertex_values():

@@ -1,4 +1,5 @@
 """Every class of bad input on the command line ends with one ``error:`` line and exit status 2."""
+
 import subprocess
 import sys
 import warnings
@@ -50,7 +51,9 @@ def test_adding_an_existing_key_says_to_drop_the_plus():
 
 def test_good_command_lines_pass():
     check_command_line("sample", ["num_samples=10", "seed=3", "truncation_psi=1", "landmarks=mediapipe"])
-    check_command_line("sample", ["-m", "shard=0,1", "num_shards=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
+    check_command_line(
+        "sample", ["-m", "shard=0,1", "num_shards=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    )
     check_command_line("edit", ["faces=[1,2]", "yaw=20", "+alpha.0=1", "edit=gradient", "edit.lambda_id=0"])
     check_command_line("fit", ["--help"])
 
@@ -64,7 +67,8 @@ def test_user_errors_end_with_one_line_and_status_2(capsys):
 
 def test_warnings_are_one_line_without_source():
     assert one_line_warning(UserWarning("target clamped\n to mean + 3 std"), UserWarning, __file__, 1, "code") == (
-        "warning: target clamped to mean + 3 std\n")
+        "warning: target clamped to mean + 3 std\n"
+    )
     with warnings.catch_warnings(record=True):
         assert "code" not in one_line_warning("x", UserWarning, __file__, 1, "code")
 
@@ -75,12 +79,16 @@ def test_warnings_are_one_line_without_source():
         (["nrsfm.fit"], "error: config value samples is missing; set it on the command line (samples=...)"),
         (["sampling.sample", "seed=abc"], "error: seed must be an integer, got 'abc' (seed=...)"),
         (["editing.edit", "edit=nope"], "error: unknown edit 'nope'; choose one of: gradient, linear"),
-        (["regressor.train", "latent_spcae=w"], "error: unknown config key 'latent_spcae'; did you mean 'latent_space'?"),
+        (
+            ["regressor.train", "latent_spcae=w"],
+            "error: unknown config key 'latent_spcae'; did you mean 'latent_space'?",
+        ),
     ],
 )
 def test_commands_print_one_error_line(arguments, message, tmp_path):
-    completed = subprocess.run([sys.executable, "-m", *arguments, f"paths.work_dir={tmp_path}"], capture_output=True, text=True,
-                               timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", *arguments, f"paths.work_dir={tmp_path}"], capture_output=True, text=True, timeout=120
+    )
     assert completed.returncode == 2, completed.stderr
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), completed.stderr

@@ -1,4 +1,5 @@
 """The one NME: mean point distance over the reference face's size, in pixels."""
+
 import pytest
 import torch
 
@@ -15,7 +16,9 @@ def ibug_face(width: float = 100.0, height: float = 100.0) -> torch.Tensor:
 def test_nme_is_the_mean_distance_over_the_outer_eye_corner_distance():
     truth = ibug_face()
     shifted = truth + torch.tensor([0.03, 0.04], dtype=torch.float64)  # 5 px everywhere at 100 x 100
-    torch.testing.assert_close(landmark_distances(shifted, truth, (100, 100)), torch.full((1, 68), 5.0, dtype=torch.float64))
+    torch.testing.assert_close(
+        landmark_distances(shifted, truth, (100, 100)), torch.full((1, 68), 5.0, dtype=torch.float64)
+    )
     torch.testing.assert_close(nme(shifted, truth, (100, 100)), torch.tensor([0.1], dtype=torch.float64))
 
 

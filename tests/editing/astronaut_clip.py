@@ -5,6 +5,7 @@ falling off toward the cheeks), turned about the vertical axis by each frame's y
 back; a piecewise-affine warp (`skimage.transform.PiecewiseAffineTransform`, anchored at points
 on the image border) moves the picture with them. The warped landmarks are each frame's truth.
 """
+
 import numpy as np
 import skimage.data
 from skimage.transform import PiecewiseAffineTransform, resize, warp
@@ -49,8 +50,14 @@ def astronaut_clip(yaws_deg, size=SIZE):
     """Frames (T, size, size, 3) uint8 of the astronaut turned by each yaw, and the true landmarks (T, 68, 2) pixels."""
     image, landmarks = astronaut_portrait(size)
     edge = np.linspace(0, size - 1, 5)
-    border = np.concatenate([np.stack([edge, np.zeros(5)], 1), np.stack([edge, np.full(5, size - 1.0)], 1),
-                             np.stack([np.zeros(3), edge[1:4]], 1), np.stack([np.full(3, size - 1.0), edge[1:4]], 1)])
+    border = np.concatenate(
+        [
+            np.stack([edge, np.zeros(5)], 1),
+            np.stack([edge, np.full(5, size - 1.0)], 1),
+            np.stack([np.zeros(3), edge[1:4]], 1),
+            np.stack([np.full(3, size - 1.0), edge[1:4]], 1),
+        ]
+    )
     frames, truths = [], []
     for yaw in yaws_deg:
         moved = turned_landmarks(landmarks, yaw)

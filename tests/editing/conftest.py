@@ -1,8 +1,9 @@
 """Fixtures for the editing tests; the stand-ins themselves live in `editing_standins`."""
+
 import pytest
 import torch
-
 from editing_standins import W_DIM, ProjectionIdentity, TinyGenerator, TinyRegressor, random_nrsfm
+
 from regressor.export import AttributeRegressor, save_attribute_regressor
 from regressor.mlp import AttributeMLP
 

@@ -3,6 +3,7 @@
 They follow the contracts in docs/ARCHITECTURE.md (AttributeRegressor, Generator,
 IdentityNetwork) but are tiny smooth functions, so edits can be checked exactly and quickly.
 """
+
 import torch
 from torch import nn
 
@@ -39,7 +40,9 @@ class TinyRegressor(nn.Module):
         self.nrsfm = random_nrsfm(dtype=dtype)
         self.metadata = {"latent_space": latent_space, "generator": "tiny"}
         in_dim = latent_dim * (num_ws if latent_space == "w+" else 1)
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, self.nrsfm.layout.dim)).to(dtype)
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, self.nrsfm.layout.dim)).to(
+            dtype
+        )
         self.eval().requires_grad_(False)
 
     def forward(self, latent):
@@ -60,9 +63,11 @@ class TinyGenerator(Generator):
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("w_avg", torch.zeros(W_DIM, dtype=dtype))
-        self.register_buffer("mapping_matrix", torch.randn(W_DIM, W_DIM, generator=g, dtype=dtype) / W_DIM ** 0.5)
+        self.register_buffer("mapping_matrix", torch.randn(W_DIM, W_DIM, generator=g, dtype=dtype) / W_DIM**0.5)
         pixels = 3 * RESOLUTION * RESOLUTION
-        self.register_buffer("synthesis_matrix", torch.randn(NUM_WS * W_DIM, pixels, generator=g, dtype=dtype) / W_DIM ** 0.5)
+        self.register_buffer(
+            "synthesis_matrix", torch.randn(NUM_WS * W_DIM, pixels, generator=g, dtype=dtype) / W_DIM**0.5
+        )
         self.freeze()
 
     def mapping(self, z, truncation_psi=1.0):
@@ -84,7 +89,9 @@ class ProjectionIdentity(nn.Module):
         super().__init__()
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         g = torch.Generator().manual_seed(seed)
-        self.register_buffer("projection", torch.randn(3 * RESOLUTION * RESOLUTION, self.embedding_dim, generator=g, dtype=dtype))
+        self.register_buffer(
+            "projection", torch.randn(3 * RESOLUTION * RESOLUTION, self.embedding_dim, generator=g, dtype=dtype)
+        )
         self.eval().requires_grad_(False)
 
     def embed(self, images):
@@ -92,7 +99,6 @@ class ProjectionIdentity(nn.Module):
 
     def distance(self, a, b):
         return 1 - (a * b).sum(-1)
-
 
 
 class ProjectionDetector:
@@ -104,7 +110,9 @@ class ProjectionDetector:
 
     def __init__(self, missing_below=-1.0, seed=3):
         g = torch.Generator().manual_seed(seed)
-        self.projection = torch.randn(3 * RESOLUTION * RESOLUTION, 2 * self.num_landmarks, generator=g, dtype=torch.float64)
+        self.projection = torch.randn(
+            3 * RESOLUTION * RESOLUTION, 2 * self.num_landmarks, generator=g, dtype=torch.float64
+        )
         self.missing_below = missing_below
 
     def detect(self, images):

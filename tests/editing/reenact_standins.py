@@ -6,6 +6,7 @@ regressor predicts for the pictured face. So the q fitted to a driving frame is 
 reach, and edits can be checked against their targets. Frames darker than `missing_below` (mean
 pixel) have no face.
 """
+
 import torch
 from editing_standins import RESOLUTION, TinyGenerator
 
@@ -25,7 +26,9 @@ class OracleDetector:
 
     def detect(self, images):
         pixels = torch.atanh(images.double().flatten(1).clamp(-0.995, 0.995))
-        ws = torch.linalg.lstsq(self.synthesis_matrix.T, pixels.T).solution.T.view(len(images), -1, self.synthesis_matrix.shape[0] // 3)
+        ws = torch.linalg.lstsq(self.synthesis_matrix.T, pixels.T).solution.T.view(
+            len(images), -1, self.synthesis_matrix.shape[0] // 3
+        )
         with torch.no_grad():
             landmarks = RESOLUTION * self.regressor.nrsfm(self.regressor(ws.mean(1)))
         found = images.double().mean((1, 2, 3)) >= self.missing_below

@@ -3,9 +3,9 @@ import warnings
 
 import pytest
 import torch
+from editing_standins import random_nrsfm
 
 from editing.attributes import attribute_indices, attribute_range, edit_target, flatten_changes, transfer_target
-from editing_standins import random_nrsfm
 
 
 @pytest.fixture
@@ -48,7 +48,9 @@ def test_scale_sets_k11_and_k22(model, q0):
 def test_group_edits(model, q0):
     target = edit_target(q0, {"rotation": 0, "expression": 0, "delta.translation": 0.1}, model)
     layout = model.layout
-    torch.testing.assert_close(target.q[:, 3:6 + layout.num_basis], torch.zeros(3, 3 + layout.num_basis, dtype=torch.float64))
+    torch.testing.assert_close(
+        target.q[:, 3 : 6 + layout.num_basis], torch.zeros(3, 3 + layout.num_basis, dtype=torch.float64)
+    )
     torch.testing.assert_close(target.q[:, layout.translation], q0[:, layout.translation] + 0.1)
     rotated = edit_target(q0, {"delta.rotation": 10}, model)
     torch.testing.assert_close(rotated.q[:, 3:6], q0[:, 3:6] + math.radians(10))

@@ -1,4 +1,5 @@
 """editing.edit and editing.transfer run(cfg) on stand-ins: a saved AttributeRegressor over a tiny generator."""
+
 import subprocess
 import sys
 
@@ -8,24 +9,36 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
+from common.errors import UserError
 from editing import edit, sample, transfer
 from editing.outputs import load_latents
-from common.errors import UserError
 
 TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
 
 
 def command_config(name, tmp_path, regressor_path, *overrides):
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name=name, overrides=["generator=stylegan2", f"regressor_path={regressor_path}",
-                                                   f"out_dir={tmp_path / 'out'}", "num_frames=3", *overrides])
+        cfg = compose(
+            config_name=name,
+            overrides=[
+                "generator=stylegan2",
+                f"regressor_path={regressor_path}",
+                f"out_dir={tmp_path / 'out'}",
+                "num_frames=3",
+                *overrides,
+            ],
+        )
     with open_dict(cfg):
         cfg.generator = TINY
     return cfg
 
 
 def test_edit_command_writes_outputs_and_reaches_target(tmp_path, regressor_path, capsys):
-    result = edit.run(command_config("edit", tmp_path, regressor_path, "faces=[3,4]", "delta.yaw=5", "edit.num_steps=4", "edit.damping=0"))
+    result = edit.run(
+        command_config(
+            "edit", tmp_path, regressor_path, "faces=[3,4]", "delta.yaw=5", "edit.num_steps=4", "edit.damping=0"
+        )
+    )
     assert result["max_error_std"] < 1e-3
     assert {"latents", "side_by_side", "trajectory"} <= set(result)
     ws, metadata = load_latents(result["latents"])
@@ -46,20 +59,40 @@ def test_training_attributes_are_sampled_once_per_generator_and_regressor(tmp_pa
     generator = session.load_generator(cfg)
     regressor = session.load_regressor(cfg, generator)
     first = session.training_attributes(cfg, generator, regressor)
-    assert session.training_attributes(cfg, generator, regressor) is first and len(calls) == 1  # presets and the coupled hold share it
+    assert (
+        session.training_attributes(cfg, generator, regressor) is first and len(calls) == 1
+    )  # presets and the coupled hold share it
     session.training_attributes(cfg, generator, session.load_regressor(cfg, generator))
     assert len(calls) == 2
 
 
 def test_gradient_edit_command(tmp_path, regressor_path):
-    cfg = command_config("edit", tmp_path, regressor_path, "faces=3", "yaw=0", "edit=gradient", "identity=none",
-                         "edit.num_steps=200", "edit.learning_rate=0.02")
+    cfg = command_config(
+        "edit",
+        tmp_path,
+        regressor_path,
+        "faces=3",
+        "yaw=0",
+        "edit=gradient",
+        "identity=none",
+        "edit.num_steps=200",
+        "edit.learning_rate=0.02",
+    )
     assert edit.run(cfg)["max_error_std"] < 0.1
 
 
 def test_transfer_command_moves_parts(tmp_path, regressor_path):
-    cfg = command_config("transfer", tmp_path, regressor_path, "source=1", "target=[2,5]", "parts=[rotation]", "hold_alpha=fixed",
-                         "edit.num_steps=6", "edit.damping=0")
+    cfg = command_config(
+        "transfer",
+        tmp_path,
+        regressor_path,
+        "source=1",
+        "target=[2,5]",
+        "parts=[rotation]",
+        "hold_alpha=fixed",
+        "edit.num_steps=6",
+        "edit.damping=0",
+    )
     result = transfer.run(cfg)
     with np.load(result["latents"]) as data:
         np.testing.assert_allclose(data["q_edit"][:, 3:6], data["q_target"][:, 3:6], atol=1e-3)
@@ -67,12 +100,24 @@ def test_transfer_command_moves_parts(tmp_path, regressor_path):
         assert not np.allclose(data["q_original"][:, 3:6], data["q_target"][:, 3:6])
     side = iio.imread(result["side_by_side"])  # source | target | result | result with landmarks, a row per target
     assert side.shape[0] == 2 * side.shape[1] // 4
-    np.testing.assert_array_equal(side[:side.shape[0] // 2, :side.shape[1] // 4], side[side.shape[0] // 2:, :side.shape[1] // 4])
+    np.testing.assert_array_equal(
+        side[: side.shape[0] // 2, : side.shape[1] // 4], side[side.shape[0] // 2 :, : side.shape[1] // 4]
+    )
 
 
 def test_coupled_alphas_follow_the_transferred_turn(tmp_path, regressor_path):
-    cfg = command_config("transfer", tmp_path, regressor_path, "source=1", "target=[2,5]", "parts=[rotation]", "hold_alpha=coupled",
-                         "edit.num_steps=6", "edit.damping=0", "pipeline.num_samples=300")
+    cfg = command_config(
+        "transfer",
+        tmp_path,
+        regressor_path,
+        "source=1",
+        "target=[2,5]",
+        "parts=[rotation]",
+        "hold_alpha=coupled",
+        "edit.num_steps=6",
+        "edit.damping=0",
+        "pipeline.num_samples=300",
+    )
     result = transfer.run(cfg)
     with np.load(result["latents"]) as data:
         alpha = slice(6, data["q_target"].shape[1] - 2)
@@ -81,7 +126,16 @@ def test_coupled_alphas_follow_the_transferred_turn(tmp_path, regressor_path):
 
 
 def test_conditional_sampling_command(tmp_path, regressor_path):
-    cfg = command_config("conditional", tmp_path, regressor_path, "preset=frontal", "n=3", "seed=10", "edit.num_steps=6", "edit.damping=0")
+    cfg = command_config(
+        "conditional",
+        tmp_path,
+        regressor_path,
+        "preset=frontal",
+        "n=3",
+        "seed=10",
+        "edit.num_steps=6",
+        "edit.damping=0",
+    )
     result = sample.run(cfg)
     with np.load(result["latents"]) as data:
         assert data["w"].shape == (3, 3, 16)
@@ -116,10 +170,16 @@ def test_every_key_of_the_edit_config_is_a_change_or_a_setting():
 
 
 def test_command_line_errors_are_one_line(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "editing.edit", "generator=stylegan2", "yaw=3", f"paths.work_dir={tmp_path}"],
-                               capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", "editing.edit", "generator=stylegan2", "yaw=3", f"paths.work_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines() == ["error: config value generator.path is missing; set it on the command line (generator.path=...)"]
+    assert completed.stderr.strip().splitlines() == [
+        "error: config value generator.path is missing; set it on the command line (generator.path=...)"
+    ]
 
 
 def test_bad_faces_fail_before_the_pipeline_builds_anything(tmp_path, monkeypatch):

@@ -1,7 +1,7 @@
 import pytest
+from editing_standins import TinyRegressor
 
 from editing.compatibility import check_regressor_matches, latent_shape_of
-from editing_standins import TinyRegressor
 
 
 @pytest.mark.parametrize("space", ["z", "w", "w+"])

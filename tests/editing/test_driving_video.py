@@ -1,4 +1,5 @@
 """editing.driving_video: the scripted trajectory and its rendering to MP4 with per-frame truth."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,27 +1,34 @@
 """editing.evaluate: its metrics on hand-made numbers, the random protocol, and run(cfg) on stand-ins."""
+
 import csv
 import math
 
 import pytest
 import torch
+from editing_standins import random_nrsfm
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
+from common.errors import UserError
 from editing import evaluate
 from editing.evaluate import evaluation_target, random_step_metrics
 from editing.metrics import RotationChange, image_rotation_metrics, landmark_metrics, rotation_change, truth_metrics
 from editing.observation import Observation, image_attributes
-from editing_standins import random_nrsfm
-from common.errors import UserError
 
 TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
 
 
 def test_truth_metrics_wrap_angles_and_measure_movement():
-    before = {"rotation_deg": torch.tensor([[0.0, 170.0, 0.0], [5.0, -10.0, 1.0]]),
-              "expression": torch.tensor([[0.0, 0.0], [1.0, 1.0]]), "identity": torch.tensor([[0.0], [2.0]])}
-    after = {"rotation_deg": torch.tensor([[0.0, -170.0, 0.0], [5.0, 8.0, 1.0]]),
-             "expression": torch.tensor([[0.5, 0.0], [1.0, 1.0]]), "identity": torch.tensor([[0.0], [2.0]])}
+    before = {
+        "rotation_deg": torch.tensor([[0.0, 170.0, 0.0], [5.0, -10.0, 1.0]]),
+        "expression": torch.tensor([[0.0, 0.0], [1.0, 1.0]]),
+        "identity": torch.tensor([[0.0], [2.0]]),
+    }
+    after = {
+        "rotation_deg": torch.tensor([[0.0, -170.0, 0.0], [5.0, 8.0, 1.0]]),
+        "expression": torch.tensor([[0.5, 0.0], [1.0, 1.0]]),
+        "identity": torch.tensor([[0.0], [2.0]]),
+    }
     requested = torch.tensor([[0.0, 20.0, 0.0], [0.0, 20.0, 0.0]])
     spread = {"expression": torch.tensor([0.5, 1.0]), "identity": torch.tensor([1.0])}
     metrics = truth_metrics(before, after, requested, spread)
@@ -52,15 +59,20 @@ def test_a_random_step_as_long_as_the_edit_in_the_rows_it_changed():
     spread = {"expression": torch.ones(4), "identity": torch.ones(4)}
     metrics = random_step_metrics(RowTruth(), "w+", 1.0, latent0, latent, RowTruth().ground_truth(latent0), spread)
     # the random step stays in row 1 and is 2 long, so its RMS over the 4 identity coefficients is 2 / sqrt(4) = 1 for every face
-    assert metrics["true expression moved by a random step of the same length, median [std]"] == pytest.approx(0.0, abs=1e-12)
+    assert metrics["true expression moved by a random step of the same length, median [std]"] == pytest.approx(
+        0.0, abs=1e-12
+    )
     assert metrics["true identity moved by a random step of the same length, median [std]"] == pytest.approx(1.0)
 
 
 def test_rotation_on_the_image_is_the_turn_the_landmarks_show():
     model = random_nrsfm()
     q0 = model.q_mean.repeat(6, 1)
-    q0[:, model.layout.alpha] += 0.5 * model.q_std[model.layout.alpha] * torch.randn(6, model.num_basis, dtype=q0.dtype,
-                                                                                    generator=torch.Generator().manual_seed(0))
+    q0[:, model.layout.alpha] += (
+        0.5
+        * model.q_std[model.layout.alpha]
+        * torch.randn(6, model.num_basis, dtype=q0.dtype, generator=torch.Generator().manual_seed(0))
+    )
     yaw = model.layout.rotation.start + 1
     turned, target = q0.clone(), q0.clone()
     turned[:, yaw] += math.radians(10.0)  # every image shows a turn of 10 degrees of yaw
@@ -68,9 +80,16 @@ def test_rotation_on_the_image_is_the_turn_the_landmarks_show():
     found = torch.tensor([True, True, True, True, True, False])
     truth = lambda yaw_deg: {"rotation_deg": torch.tensor([[0.0, yaw_deg, 0.0]]).repeat(6, 1)}  # noqa: E731
     everywhere = torch.ones(6, dtype=torch.bool)
-    original = Observation(model(q0).float(), found, torch.zeros(6, 1), truth(0.0), image_attributes(model, model(q0).float(), found, q0))
-    edited = Observation(model(turned).float(), everywhere, torch.zeros(6, 1), truth(15.0),
-                         image_attributes(model, model(turned).float(), everywhere, q0))
+    original = Observation(
+        model(q0).float(), found, torch.zeros(6, 1), truth(0.0), image_attributes(model, model(q0).float(), found, q0)
+    )
+    edited = Observation(
+        model(turned).float(),
+        everywhere,
+        torch.zeros(6, 1),
+        truth(15.0),
+        image_attributes(model, model(turned).float(), everywhere, q0),
+    )
     assert original.q[5].isnan().all() and not original.q[:5].isnan().any()
     change = rotation_change(model, q0, target, original, edited)
     assert change.requested.shape == change.on_image.shape == change.true.shape == (5, 3)  # face 5 was not found
@@ -79,7 +98,9 @@ def test_rotation_on_the_image_is_the_turn_the_landmarks_show():
     assert metrics["pitch on the image, median |achieved - requested| [model deg]"] == pytest.approx(0.0, abs=1e-3)
     assert metrics["yaw true deg per model deg on the image"] == pytest.approx(1.5, abs=1e-3)
     assert change.index.tolist() == [0, 1, 2, 3, 4]
-    assert image_rotation_metrics(RotationChange(change.index[:0], change.requested[:0], change.on_image[:0], None)) == {}
+    assert (
+        image_rotation_metrics(RotationChange(change.index[:0], change.requested[:0], change.on_image[:0], None)) == {}
+    )
 
 
 def test_landmark_metrics_units():
@@ -96,18 +117,25 @@ def test_landmark_metrics_units():
 
 def evaluate_config(tmp_path, *overrides):
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name="evaluate", overrides=["generator=stylegan2", "identity=none", f"out_dir={tmp_path / 'out'}",
-                                                         "seed=100", *overrides])
+        cfg = compose(
+            config_name="evaluate",
+            overrides=["generator=stylegan2", "identity=none", f"out_dir={tmp_path / 'out'}", "seed=100", *overrides],
+        )
     with open_dict(cfg):
         cfg.generator = TINY
-        cfg.landmarks = {"_target_": "editing_standins.ProjectionDetector", "missing_below": -0.021}  # seeds 102 and 108 count as "no face"
+        cfg.landmarks = {
+            "_target_": "editing_standins.ProjectionDetector",
+            "missing_below": -0.021,
+        }  # seeds 102 and 108 count as "no face"
         cfg.identity = {"_target_": "editing_standins.ProjectionIdentity", "dtype": "float32"}
     return cfg
 
 
 def test_random_protocol(tmp_path):
     model = random_nrsfm()
-    q0 = model.q_mean + model.q_std * torch.randn(50, model.layout.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    q0 = model.q_mean + model.q_std * torch.randn(
+        50, model.layout.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     cfg = evaluate_config(tmp_path, "num_std=100")
     target = evaluation_target(q0, cfg, model)
     layout = model.layout
@@ -127,8 +155,16 @@ def test_random_protocol(tmp_path):
 
 
 def test_run_writes_the_table(tmp_path, regressor_path, capsys):
-    cfg = evaluate_config(tmp_path, f"regressor_path={regressor_path}", "num_faces=12", "num_faces_gradient=5",
-                          "gradient.num_steps=5", "edit_batch_size=2", "batch_size=4", "linear.damping=0")
+    cfg = evaluate_config(
+        tmp_path,
+        f"regressor_path={regressor_path}",
+        "num_faces=12",
+        "num_faces_gradient=5",
+        "gradient.num_steps=5",
+        "edit_batch_size=2",
+        "batch_size=4",
+        "linear.damping=0",
+    )
     result = evaluate.run(cfg)
     linear, gradient = result["metrics"]["linear"], result["metrics"]["gradient"]
     assert linear["faces"] == 12 and gradient["faces"] == 5
@@ -161,4 +197,8 @@ def test_run_errors(tmp_path, regressor_path):
     with pytest.raises(UserError, match="at least 2 faces"):
         evaluate.run(evaluate_config(tmp_path, f"regressor_path={regressor_path}", "num_faces=1"))
     with pytest.raises(ValueError, match="unknown attribute 'frown'"):
-        evaluate.run(evaluate_config(tmp_path, f"regressor_path={regressor_path}", "num_faces=3", "methods=[linear]", "+changes.frown=1"))
+        evaluate.run(
+            evaluate_config(
+                tmp_path, f"regressor_path={regressor_path}", "num_faces=3", "methods=[linear]", "+changes.frown=1"
+            )
+        )

@@ -1,9 +1,9 @@
 import pytest
 import torch
+from editing_standins import TinyRegressor
 
 from editing.attributes import EditTarget, edit_target
 from editing.gradient import gradient_edit
-from editing_standins import TinyRegressor
 
 
 def _identity_distance(generator, identity, regressor, latent0, latent):
@@ -38,7 +38,9 @@ def test_identity_term_keeps_identity_through_the_generator(regressor, generator
 def test_latent_term_keeps_latent_close(regressor, latents):
     target = edit_target(regressor(latents), {"delta.yaw": 10}, regressor.nrsfm, free=["camera"])
     plain = gradient_edit(regressor, latents, target, num_steps=100, learning_rate=0.02, lambda_id=0.0)
-    close = gradient_edit(regressor, latents, target, num_steps=100, learning_rate=0.02, lambda_id=0.0, lambda_latent=10.0)
+    close = gradient_edit(
+        regressor, latents, target, num_steps=100, learning_rate=0.02, lambda_id=0.0, lambda_latent=10.0
+    )
     assert (close.latent - latents).norm() < (plain.latent - latents).norm()
 
 
@@ -46,7 +48,9 @@ def test_batch_equals_single(regressor, generator, identity, latents):
     target = edit_target(regressor(latents), {"delta.pitch": 5}, regressor.nrsfm)
     kwargs = dict(num_steps=20, learning_rate=0.02, generator=generator, identity=identity, lambda_id=0.1)
     batch = gradient_edit(regressor, latents, target, **kwargs)
-    single = gradient_edit(regressor, latents[1:2], EditTarget(target.q[1:2], target.mask, target.constrained), **kwargs)
+    single = gradient_edit(
+        regressor, latents[1:2], EditTarget(target.q[1:2], target.mask, target.constrained), **kwargs
+    )
     torch.testing.assert_close(batch.latent[1:2], single.latent)
 
 
@@ -55,7 +59,9 @@ def test_z_and_w_plus_latents_go_through_the_generator(generator, identity):
         regressor = TinyRegressor(latent_space=space)
         latents = 0.5 * torch.randn(*shape, dtype=torch.float64)
         target = edit_target(regressor(latents), {"delta.roll": 5}, regressor.nrsfm)
-        edit = gradient_edit(regressor, latents, target, num_steps=60, learning_rate=0.05, generator=generator, identity=identity)
+        edit = gradient_edit(
+            regressor, latents, target, num_steps=60, learning_rate=0.05, generator=generator, identity=identity
+        )
         assert edit.latent.shape == shape
         assert edit.losses["attribute"][-1] < 0.1 * edit.losses["attribute"][0]
 
@@ -64,7 +70,16 @@ def test_rows_keep_the_optimisation_in_the_chosen_rows_of_w_plus(generator, iden
     regressor = TinyRegressor(latent_space="w+")
     latents = 0.5 * torch.randn(3, 3, 16, dtype=torch.float64)
     target = edit_target(regressor(latents), {"delta.roll": 5}, regressor.nrsfm)
-    edit = gradient_edit(regressor, latents, target, num_steps=60, learning_rate=0.05, generator=generator, identity=identity, rows=[0, 2])
+    edit = gradient_edit(
+        regressor,
+        latents,
+        target,
+        num_steps=60,
+        learning_rate=0.05,
+        generator=generator,
+        identity=identity,
+        rows=[0, 2],
+    )
     assert torch.equal(edit.latent[:, 1], latents[:, 1])
     assert edit.losses["attribute"][-1] < 0.1 * edit.losses["attribute"][0]
 

@@ -1,5 +1,6 @@
 """Photos, folders and videos as the source of editing.transfer and editing.edit (stand-ins: tiny generator,
 saved regressor, and the oracle detector whose landmarks are R(phi(w)) of the pictured face)."""
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -20,8 +21,19 @@ TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
 
 def command_config(name, tmp_path, regressor_path, *overrides):
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name=name, overrides=["generator=stylegan2", f"regressor_path={regressor_path}", f"out_dir={tmp_path / 'out'}",
-                                                   "num_frames=0", "hold_alpha=fixed", "edit.num_steps=4", "edit.damping=0.01", *overrides])
+        cfg = compose(
+            config_name=name,
+            overrides=[
+                "generator=stylegan2",
+                f"regressor_path={regressor_path}",
+                f"out_dir={tmp_path / 'out'}",
+                "num_frames=0",
+                "hold_alpha=fixed",
+                "edit.num_steps=4",
+                "edit.damping=0.01",
+                *overrides,
+            ],
+        )
     with open_dict(cfg):
         cfg.generator = TINY
         cfg.detector = {"_target_": "reenact_standins.OracleDetector", "regressor_path": str(regressor_path)}
@@ -45,10 +57,15 @@ def fitted_q(path, regressor_path):
 def test_transfer_takes_the_pose_of_a_photo(tmp_path, regressor_path):
     photo(tmp_path / "face.png", 21)
     q_photo = fitted_q(tmp_path / "face.png", regressor_path)
-    result = transfer.run(command_config("transfer", tmp_path, regressor_path, f"source={tmp_path / 'face.png'}", "target=2",
-                                         "parts=[rotation]"))
+    result = transfer.run(
+        command_config(
+            "transfer", tmp_path, regressor_path, f"source={tmp_path / 'face.png'}", "target=2", "parts=[rotation]"
+        )
+    )
     with np.load(result["latents"]) as data:
-        np.testing.assert_allclose(data["q_target"][0, 3:6], q_photo[0, 3:6].numpy(), atol=1e-4)  # the photo's fitted pose
+        np.testing.assert_allclose(
+            data["q_target"][0, 3:6], q_photo[0, 3:6].numpy(), atol=1e-4
+        )  # the photo's fitted pose
         np.testing.assert_allclose(data["q_edit"][:, 3:6], data["q_target"][:, 3:6], atol=0.01)
 
 
@@ -59,7 +76,9 @@ def test_transfer_from_a_folder_edits_the_target_once_per_face(tmp_path, regress
         photo(folder / f"{index}.png", seed)
     iio.imwrite(folder / "3.png", np.zeros((16, 16, 3), np.uint8))  # no face: skipped and counted
     with pytest.warns(UserWarning, match="skipped 1 of 4 frames without a face"):
-        result = transfer.run(command_config("transfer", tmp_path, regressor_path, f"source={folder}", "target=2", "parts=[rotation]"))
+        result = transfer.run(
+            command_config("transfer", tmp_path, regressor_path, f"source={folder}", "target=2", "parts=[rotation]")
+        )
     with np.load(result["latents"]) as data:
         assert data["w"].shape == (3, 3, 16)
 
@@ -67,7 +86,9 @@ def test_transfer_from_a_folder_edits_the_target_once_per_face(tmp_path, regress
 def test_edit_takes_the_pose_of_a_photo(tmp_path, regressor_path):
     photo(tmp_path / "face.png", 21)
     q_photo = fitted_q(tmp_path / "face.png", regressor_path)
-    result = edit.run(command_config("edit", tmp_path, regressor_path, "faces=[3,4]", f"source={tmp_path / 'face.png'}"))
+    result = edit.run(
+        command_config("edit", tmp_path, regressor_path, "faces=[3,4]", f"source={tmp_path / 'face.png'}")
+    )
     with np.load(result["latents"]) as data:
         np.testing.assert_allclose(data["q_target"][:, 3:6], np.repeat(q_photo[:, 3:6].numpy(), 2, 0), atol=1e-4)
 

@@ -1,9 +1,10 @@
 """editing.latent_prior: the latent spread is the square root of the mapping's covariance."""
+
 import pytest
 import torch
+from editing_standins import TinyGenerator
 
 from editing.latent_prior import latent_spread
-from editing_standins import TinyGenerator
 
 
 class LinearMappingGenerator(TinyGenerator):
@@ -11,9 +12,13 @@ class LinearMappingGenerator(TinyGenerator):
 
     def __init__(self):
         super().__init__()
-        self.register_buffer("spread_matrix", torch.diag(torch.linspace(0.05, 2.0, self.w_dim, dtype=torch.float64))
-                             @ torch.linalg.qr(torch.randn(self.w_dim, self.w_dim, generator=torch.Generator().manual_seed(5),
-                                                           dtype=torch.float64))[0])
+        self.register_buffer(
+            "spread_matrix",
+            torch.diag(torch.linspace(0.05, 2.0, self.w_dim, dtype=torch.float64))
+            @ torch.linalg.qr(
+                torch.randn(self.w_dim, self.w_dim, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+            )[0],
+        )
 
     def mapping(self, z, truncation_psi=1.0):
         return (truncation_psi * z.to(self.spread_matrix) @ self.spread_matrix)[:, None].expand(-1, self.num_ws, -1)

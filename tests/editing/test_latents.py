@@ -3,9 +3,9 @@ import pytest
 import torch
 from omegaconf import ListConfig
 
+from common.errors import UserError
 from editing.latents import latents_from_file, latents_from_seeds, resolve_faces
 from editing.outputs import save_latents
-from common.errors import UserError
 
 
 def test_seeds_in_every_space(generator):

@@ -1,10 +1,10 @@
 import pytest
 import torch
+from editing_standins import TinyRegressor
 
+from common.errors import UserError
 from editing.attributes import edit_target
 from editing.linear import latent_jacobian, linear_edit
-from editing_standins import TinyRegressor
-from common.errors import UserError
 
 
 def test_jacobian_matches_autograd(regressor, latents):
@@ -58,13 +58,17 @@ def test_metric_keeps_the_step_out_of_directions_without_spread(regressor, laten
     assert step[:, half:].abs().max() < 1e-3 * step[:, :half].abs().max()
     torch.testing.assert_close(edit.q, target.q, atol=1e-8, rtol=0)
     identity = torch.eye(latents.shape[1], dtype=torch.float64)
-    torch.testing.assert_close(linear_edit(regressor, latents, target, metric=identity).latent, linear_edit(regressor, latents, target).latent)
+    torch.testing.assert_close(
+        linear_edit(regressor, latents, target, metric=identity).latent, linear_edit(regressor, latents, target).latent
+    )
 
 
 def test_batch_equals_single(regressor, latents):
     target = edit_target(regressor(latents), {"delta.yaw": 5, "delta.alpha.0": 0.02}, regressor.nrsfm)
     batch = linear_edit(regressor, latents, target, num_steps=2)
-    single = linear_edit(regressor, latents[3:4], type(target)(target.q[3:4], target.mask, target.constrained), num_steps=2)
+    single = linear_edit(
+        regressor, latents[3:4], type(target)(target.q[3:4], target.mask, target.constrained), num_steps=2
+    )
     torch.testing.assert_close(batch.latent[3:4], single.latent)
 
 
@@ -85,7 +89,9 @@ def test_rows_keep_the_step_in_the_chosen_rows_of_w_plus():
     for metric in (None, torch.diag(torch.linspace(0.5, 1.5, 16, dtype=torch.float64))):
         edit = linear_edit(regressor, latents, target, num_steps=6, metric=metric, rows=[1])
         torch.testing.assert_close(edit.q, target.q, atol=1e-8, rtol=0)
-        assert torch.equal(edit.latent[:, [0, 2]], latents[:, [0, 2]]) and not torch.equal(edit.latent[:, 1], latents[:, 1])
+        assert torch.equal(edit.latent[:, [0, 2]], latents[:, [0, 2]]) and not torch.equal(
+            edit.latent[:, 1], latents[:, 1]
+        )
 
 
 def test_bad_input(regressor, latents):

@@ -1,4 +1,5 @@
 """notebooks/pipeline.ipynb runs from top to bottom (in a temporary work dir) and shows its images."""
+
 from pathlib import Path
 
 import nbformat
@@ -10,7 +11,9 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "pipeline.ipynb"
 def test_pipeline_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("RANKONE_WORK_DIR", str(tmp_path / "work"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parents[1])}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parents[1])}}
+    ).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     images = [output for output in outputs if "image/png" in output.get("data", {})]

@@ -3,15 +3,30 @@ import numpy as np
 import pytest
 import torch
 
-from editing.outputs import (ACHIEVED_COLOR, TARGET_COLOR, draw_landmarks, images_to_uint8, interpolate_latents,
-                             load_latents, save_gif, save_latents, save_png, side_by_side)
 from common.errors import UserError
+from editing.outputs import (
+    ACHIEVED_COLOR,
+    TARGET_COLOR,
+    draw_landmarks,
+    images_to_uint8,
+    interpolate_latents,
+    load_latents,
+    save_gif,
+    save_latents,
+    save_png,
+    side_by_side,
+)
 
 
 def test_latents_round_trip_in_nvidia_layout(tmp_path):
     ws = torch.randn(4, 3, 16)
-    path = save_latents(tmp_path / "out" / "edited.npz", ws, {"generator": "tiny", "latent_space": "w"},
-                        q_target=torch.zeros(4, 12), seeds=np.arange(4))
+    path = save_latents(
+        tmp_path / "out" / "edited.npz",
+        ws,
+        {"generator": "tiny", "latent_space": "w"},
+        q_target=torch.zeros(4, 12),
+        seeds=np.arange(4),
+    )
     with np.load(path, allow_pickle=False) as data:
         assert data["w"].shape == (4, 3, 16) and data["w"].dtype == np.float32
         assert set(data.files) == {"w", "metadata", "q_target", "seeds"}
@@ -67,11 +82,19 @@ def test_side_by_side_draws_landmarks_where_they_are(tmp_path):
 
 def test_side_by_side_puts_the_reference_first():
     reference = torch.ones(1, 3, 8, 8)
-    grid = side_by_side(-torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.zeros(1, 5, 2), torch.zeros(1, 5, 2), reference)
+    grid = side_by_side(
+        -torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.zeros(1, 5, 2), torch.zeros(1, 5, 2), reference
+    )
     assert grid.shape == (8, 32, 3)
     assert (grid[:, :8] == 255).all() and (grid[:, 8:16] == 0).all()
     with pytest.raises(ValueError, match="reference"):
-        side_by_side(-torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.zeros(1, 5, 2), torch.zeros(1, 5, 2), torch.ones(2, 3, 8, 8))
+        side_by_side(
+            -torch.ones(1, 3, 8, 8),
+            torch.zeros(1, 3, 8, 8),
+            torch.zeros(1, 5, 2),
+            torch.zeros(1, 5, 2),
+            torch.ones(2, 3, 8, 8),
+        )
 
 
 def test_draw_landmarks_leaves_input_alone():

@@ -1,11 +1,11 @@
 """editing.pipeline on the regressor stage's stand-in dataset: trains once, then reuses the cache."""
+
 import shutil
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
-
-from pathlib import Path
 
 from editing.pipeline import ensure_regressor, fit_config, sample_config
 from regressor import train
@@ -17,11 +17,19 @@ from regressor.standin import write_standin
 def pipeline_config(tmp_path):
     standin = write_standin(tmp_path / "standin", num_samples=200, z_dim=16, num_ws=4)
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name="edit", overrides=["generator=stylegan2", f"paths.work_dir={tmp_path / 'work'}", "pipeline.num_basis=4"])
+        cfg = compose(
+            config_name="edit",
+            overrides=["generator=stylegan2", f"paths.work_dir={tmp_path / 'work'}", "pipeline.num_basis=4"],
+        )
     with open_dict(cfg):
         cfg.pipeline.sample = [f"out={standin.samples}"]
-        cfg.pipeline.train = ["regressor.width=32", "regressor.depth=2", "data.batch_size=64", "trainer.fast_dev_run=true",
-                              "trainer.enable_progress_bar=false"]
+        cfg.pipeline.train = [
+            "regressor.width=32",
+            "regressor.depth=2",
+            "data.batch_size=64",
+            "trainer.fast_dev_run=true",
+            "trainer.enable_progress_bar=false",
+        ]
     fit_dir = Path(fit_config(cfg, standin.samples).out_dir)
     fit_dir.mkdir(parents=True)
     for name in ("model.npz", "attributes.npz"):

@@ -1,12 +1,13 @@
 """editing.pose_coupling: the alpha-on-angle slopes and the targets of held alphas."""
+
 import math
 
 import pytest
 import torch
+from editing_standins import random_nrsfm
 
 from editing.attributes import edit_target
 from editing.pose_coupling import couple_held_alpha, pose_coupling
-from editing_standins import random_nrsfm
 
 
 def test_pose_coupling_recovers_the_slopes():

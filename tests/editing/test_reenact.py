@@ -1,5 +1,6 @@
 """editing.reenact run(cfg) on stand-ins: a tiny generator, a saved regressor over a random NRSfM model and a
 20-landmark detector; drivers are videos and latent files the tests render with the tiny generator."""
+
 import csv
 import subprocess
 import sys
@@ -26,12 +27,26 @@ NUM_FRAMES = 12
 
 def reenact_config(tmp_path, regressor_path, *overrides, detector=None):
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name="reenact", overrides=["generator=stylegan2", f"regressor_path={regressor_path}",
-                                                        f"out_dir={tmp_path / 'out'}", "edit.num_steps=4", "edit.damping=0.01",
-                                                        "hold_alpha=fixed", "batch_size=5", "smooth_latents=false", *overrides])
+        cfg = compose(
+            config_name="reenact",
+            overrides=[
+                "generator=stylegan2",
+                f"regressor_path={regressor_path}",
+                f"out_dir={tmp_path / 'out'}",
+                "edit.num_steps=4",
+                "edit.damping=0.01",
+                "hold_alpha=fixed",
+                "batch_size=5",
+                "smooth_latents=false",
+                *overrides,
+            ],
+        )
     with open_dict(cfg):
         cfg.generator = TINY
-        cfg.detector = detector or {"_target_": "reenact_standins.OracleDetector", "regressor_path": str(regressor_path)}
+        cfg.detector = detector or {
+            "_target_": "reenact_standins.OracleDetector",
+            "regressor_path": str(regressor_path),
+        }
     return cfg
 
 
@@ -77,9 +92,14 @@ def test_absolute_mode_takes_the_driver_relative_mode_its_motion(tmp_path, regre
     latents = save_latents(tmp_path / "driver.npz", driving_ws(), {"generator": "tiny"})
     regressor = load_attribute_regressor(regressor_path)
     low, high = attribute_range(regressor.nrsfm)
-    absolute = reenact.run(reenact_config(tmp_path / "a", regressor_path, f"driving={latents}", "parts=pose", "smoothing.name=none"))
-    relative = reenact.run(reenact_config(tmp_path / "r", regressor_path, f"driving={latents}", "parts=pose", "mode=relative",
-                                          "smoothing.name=none"))
+    absolute = reenact.run(
+        reenact_config(tmp_path / "a", regressor_path, f"driving={latents}", "parts=pose", "smoothing.name=none")
+    )
+    relative = reenact.run(
+        reenact_config(
+            tmp_path / "r", regressor_path, f"driving={latents}", "parts=pose", "mode=relative", "smoothing.name=none"
+        )
+    )
     with np.load(absolute["latents"]) as a, np.load(relative["latents"]) as r:
         rotation = slice(3, 6)
         expected = np.clip(a["q_driving"][:, rotation], low[rotation].numpy(), high[rotation].numpy())
@@ -94,8 +114,12 @@ def test_absolute_mode_takes_the_driver_relative_mode_its_motion(tmp_path, regre
 
 def test_results_reach_their_targets_and_do_not_depend_on_the_batch_size(tmp_path, regressor_path):
     latents = save_latents(tmp_path / "driver.npz", driving_ws(), {"generator": "tiny"})
-    one = reenact.run(reenact_config(tmp_path / "one", regressor_path, f"driving={latents}", "batch_size=1", "mode=relative"))
-    many = reenact.run(reenact_config(tmp_path / "many", regressor_path, f"driving={latents}", "batch_size=5", "mode=relative"))
+    one = reenact.run(
+        reenact_config(tmp_path / "one", regressor_path, f"driving={latents}", "batch_size=1", "mode=relative")
+    )
+    many = reenact.run(
+        reenact_config(tmp_path / "many", regressor_path, f"driving={latents}", "batch_size=5", "mode=relative")
+    )
     with np.load(one["latents"]) as a, np.load(many["latents"]) as b:
         assert within_std(a["q_edit"], a["q_target"], regressor_path) < 0.02
         np.testing.assert_allclose(a["w"], b["w"], atol=1e-4)
@@ -106,8 +130,11 @@ def test_results_reach_their_targets_and_do_not_depend_on_the_batch_size(tmp_pat
 def test_smoothed_latents_are_the_filtered_per_frame_edits(tmp_path, regressor_path):
     latents = save_latents(tmp_path / "driver.npz", driving_ws(), {"generator": "tiny"})
     raw = reenact.run(reenact_config(tmp_path / "raw", regressor_path, f"driving={latents}", "smoothing.window=5"))
-    smooth = reenact.run(reenact_config(tmp_path / "smooth", regressor_path, f"driving={latents}", "smoothing.window=5",
-                                        "smooth_latents=true"))
+    smooth = reenact.run(
+        reenact_config(
+            tmp_path / "smooth", regressor_path, f"driving={latents}", "smoothing.window=5", "smooth_latents=true"
+        )
+    )
     expected = TemporalFilter(window=5).smooth(raw["latents_array"])
     torch.testing.assert_close(smooth["latents_array"], expected, atol=1e-5, rtol=0)
 
@@ -124,7 +151,10 @@ def test_bad_input_is_one_line_each(tmp_path, regressor_path, driving_video):
         ((f"driving={empty}",), "empty.mp4 is empty"),
         ((f"driving={dark}",), "no face found in any of the 4 frames of .*dark.mp4"),
         ((f"driving={driving_video}", f"target={foreign}"), "holds latents of generator 'synthetic', not 'tiny'"),
-        ((f"driving={driving_video}", "frames.start=40"), r"frames.start=40 is outside video .* which has 12 frame\(s\)"),
+        (
+            (f"driving={driving_video}", "frames.start=40"),
+            r"frames.start=40 is outside video .* which has 12 frame\(s\)",
+        ),
         ((f"driving={driving_video}", "parts=face"), "parts must be one of pose, expression, both"),
         ((f"driving={driving_video}", "smoothing.window=4"), "odd window"),
         ((f"driving={driving_video}", "target=[1,2]"), "target must be one face"),
@@ -138,7 +168,13 @@ def test_bad_input_is_one_line_each(tmp_path, regressor_path, driving_video):
 
 
 def test_command_line_error_is_one_line(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "editing.reenact", "target=2", f"paths.work_dir={tmp_path}"],
-                               capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-m", "editing.reenact", "target=2", f"paths.work_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines() == ["error: config value driving is missing; set it on the command line (driving=...)"]
+    assert completed.stderr.strip().splitlines() == [
+        "error: config value driving is missing; set it on the command line (driving=...)"
+    ]

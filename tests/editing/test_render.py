@@ -2,13 +2,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from editing_standins import TinyRegressor
 
 import editing.render as render_module
 from editing.attributes import edit_target
 from editing.linear import linear_edit
 from editing.outputs import load_latents
 from editing.render import render, write_edit_outputs
-from editing_standins import TinyRegressor
 
 
 def test_render_chunks_match_one_call(generator):
@@ -26,8 +26,16 @@ def test_write_edit_outputs(space, generator, tmp_path):
     latent0 = 0.5 * torch.randn(*shape, dtype=torch.float64)
     target = edit_target(regressor(latent0), {"delta.yaw": 5}, regressor.nrsfm)
     edit = linear_edit(regressor, latent0, target)
-    paths = write_edit_outputs(tmp_path / "out", generator, regressor, latent0, edit.latent, target,
-                               metadata={"method": "linear"}, num_frames=4)
+    paths = write_edit_outputs(
+        tmp_path / "out",
+        generator,
+        regressor,
+        latent0,
+        edit.latent,
+        target,
+        metadata={"method": "linear"},
+        num_frames=4,
+    )
     assert set(paths) == {"latents", "side_by_side", "trajectory"}
     ws, metadata = load_latents(paths["latents"])
     torch.testing.assert_close(ws, generator.to_ws(edit.latent, space).float())
@@ -45,7 +53,11 @@ def test_target_landmarks_take_the_edit_in_free_entries(generator, tmp_path, mon
     target = edit_target(regressor(latent0), {"delta.yaw": 5}, regressor.nrsfm, free=["translation"])
     edit = linear_edit(regressor, latent0, target)
     drawn = {}
-    monkeypatch.setattr(render_module, "side_by_side", lambda images0, images, target_landmarks, *rest: drawn.setdefault("target", target_landmarks))
+    monkeypatch.setattr(
+        render_module,
+        "side_by_side",
+        lambda images0, images, target_landmarks, *rest: drawn.setdefault("target", target_landmarks),
+    )
     monkeypatch.setattr(render_module, "save_png", lambda path, image: path)
     write_edit_outputs(tmp_path / "out", generator, regressor, latent0, edit.latent, target, num_frames=0)
     expected = edit.q.clone()

@@ -1,4 +1,5 @@
 """editing.smoothing: the Savitzky-Golay filter in q and the filling of frames without a face."""
+
 import math
 
 import pytest
@@ -12,7 +13,7 @@ LAYOUT = AttributeLayout(2)
 
 def test_savgol_keeps_quadratic_motion_and_removes_jitter():
     time = torch.linspace(-1, 1, 40, dtype=torch.float64)
-    clean = (0.3 * time ** 2 - 0.2 * time)[:, None].expand(-1, LAYOUT.dim).clone()
+    clean = (0.3 * time**2 - 0.2 * time)[:, None].expand(-1, LAYOUT.dim).clone()
     torch.testing.assert_close(TemporalFilter(window=9, order=2)(clean, LAYOUT), clean)
     noisy = clean + 0.01 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     smoothed = TemporalFilter(window=9, order=2)(noisy, LAYOUT)
@@ -34,8 +35,12 @@ def test_rotation_is_unwrapped_before_smoothing():
     yaw = torch.linspace(math.pi - 0.5, math.pi + 0.5, 11, dtype=torch.float64)
     q[:, 4] = torch.remainder(yaw + math.pi, 2 * math.pi) - math.pi  # wraps through +-180 degrees
     smoothed = TemporalFilter(window=5, order=1)(q, LAYOUT)
-    torch.testing.assert_close(torch.remainder(smoothed[:, 4] - yaw + math.pi, 2 * math.pi) - math.pi,
-                               torch.zeros(11, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        torch.remainder(smoothed[:, 4] - yaw + math.pi, 2 * math.pi) - math.pi,
+        torch.zeros(11, dtype=torch.float64),
+        atol=1e-9,
+        rtol=0,
+    )
 
 
 def test_fill_missing_interpolates_between_found_frames():

@@ -1,4 +1,5 @@
 """editing.sources: pictures, folders and videos -> landmarks -> q, on a clip made from skimage's astronaut."""
+
 import logging
 
 import imageio.v3 as iio
@@ -40,14 +41,20 @@ def test_astronaut_video_reads_back_with_its_landmarks(tmp_path, clip, model68):
     frames, truth = clip
     path = write_video(tmp_path / "astronaut.mp4", frames, fps=10)
     source = read_source(path)
-    assert source.frames.shape == frames.shape and source.fps == pytest.approx(10) and source.names == ["0", "1", "2", "3"]
+    assert (
+        source.frames.shape == frames.shape and source.fps == pytest.approx(10) and source.names == ["0", "1", "2", "3"]
+    )
     detector = detector_for_model(None, model68)
     detections = detect_frames(detector, source.frames, batch_size=3)
     assert bool(detections.found.all())
     error = (detections.landmarks.double() - torch.from_numpy(truth) / frames.shape[1]).norm(dim=-1).mean(-1)
     assert float(error.max()) < 0.01  # under 2.6 px at 256 px: the detector follows the re-posed face
     attributes = source_attributes(model68, detector, source.frames, str(path))
-    assert attributes.num_missing == 0 and torch.isfinite(attributes.q).all() and attributes.q.shape == (4, model68.layout.dim)
+    assert (
+        attributes.num_missing == 0
+        and torch.isfinite(attributes.q).all()
+        and attributes.q.shape == (4, model68.layout.dim)
+    )
     partial = read_source(path, FrameRange(1, 4, 2))
     np.testing.assert_array_equal(partial.frames, source.frames[1:4:2])
 
@@ -101,4 +108,6 @@ def test_warm_started_fits_are_never_worse_than_cold_ones():
     from nrsfm.fit_q import fit_q
 
     cold = fit_q(model, landmarks[found])
-    assert (landmark_residual(model, q[found], landmarks[found]) <= landmark_residual(model, cold, landmarks[found]) + 1e-12).all()
+    assert (
+        landmark_residual(model, q[found], landmarks[found]) <= landmark_residual(model, cold, landmarks[found]) + 1e-12
+    ).all()

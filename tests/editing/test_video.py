@@ -1,4 +1,5 @@
 """editing.video: H.264 round trips through the ffmpeg that imageio-ffmpeg ships, frame ranges, bad files."""
+
 import numpy as np
 import pytest
 
@@ -9,7 +10,7 @@ from editing.video import FrameRange, read_video, write_video
 def moving_square(num_frames=6, size=32):
     frames = np.full((num_frames, size, size, 3), 40, np.uint8)
     for index in range(num_frames):
-        frames[index, 8:20, 2 + 2 * index:14 + 2 * index] = (230, 200, 30)
+        frames[index, 8:20, 2 + 2 * index : 14 + 2 * index] = (230, 200, 30)
     return frames
 
 

@@ -9,8 +9,14 @@ from nrsfm.evaluation import best_orthogonal_alignment, camera_frame_shapes, e3d
 from nrsfm.geometry import euler_angles_to_matrix
 
 DATA = Path(__file__).parent / "data"
-SHARED = next((folder / "shared" / "data" / "nrsfm_mocap" for folder in Path(__file__).resolve().parents
-               if (folder / "shared" / "data" / "nrsfm_mocap").is_dir()), None)
+SHARED = next(
+    (
+        folder / "shared" / "data" / "nrsfm_mocap"
+        for folder in Path(__file__).resolve().parents
+        if (folder / "shared" / "data" / "nrsfm_mocap").is_dir()
+    ),
+    None,
+)
 
 
 def e3d_by_loops(estimate: np.ndarray, truth: np.ndarray) -> float:

@@ -90,10 +90,12 @@ def test_shapes_match_truth_after_procrustes(fitted):
     assert float(relative) < 0.15  # measured 0.10: the depth part of some d_k is weakly determined
     shapes = model.shape_3d(q[found, 6:18])[:200]
     true_shapes = data.model.shape_3d(data.q[found, 6:18])[:200]
-    errors = torch.stack([
-        (similarity_procrustes(shape, truth) - truth).norm() / (truth - truth.mean(0)).norm()
-        for shape, truth in zip(shapes, true_shapes)
-    ])
+    errors = torch.stack(
+        [
+            (similarity_procrustes(shape, truth) - truth).norm() / (truth - truth.mean(0)).norm()
+            for shape, truth in zip(shapes, true_shapes)
+        ]
+    )
     assert float(errors.median()) < 0.05
 
 
@@ -103,7 +105,9 @@ def test_basis_rows_are_unit_and_nearly_orthogonal(fitted):
     torch.testing.assert_close(model.directions.norm(dim=1), torch.ones(12, dtype=F64))
     gram = model.basis @ model.basis.T
     assert float((gram - torch.eye(12, dtype=F64)).abs().max()) < 0.05
-    assert model.metadata["basis_orthogonality_error"] == pytest.approx(float((gram - torch.eye(12, dtype=F64)).abs().max()))
+    assert model.metadata["basis_orthogonality_error"] == pytest.approx(
+        float((gram - torch.eye(12, dtype=F64)).abs().max())
+    )
 
 
 def test_fit_is_deterministic():
@@ -122,7 +126,9 @@ def test_float32_with_468_landmarks():
     assert model.metadata["rmse"] < 1.1 * NOISE
     rmse = (model(q) - data.landmarks).square().mean().sqrt()
     assert float(rmse) == pytest.approx(model.metadata["rmse"], rel=1e-3)
-    errors = rotation_errors_deg(euler_angles_to_matrix(q[:, 3:6].double()), euler_angles_to_matrix(data.q[:, 3:6].double()))
+    errors = rotation_errors_deg(
+        euler_angles_to_matrix(q[:, 3:6].double()), euler_angles_to_matrix(data.q[:, 3:6].double())
+    )
     assert float(errors.median()) < 2.0
 
 

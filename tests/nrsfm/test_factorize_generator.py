@@ -5,6 +5,7 @@ inflating pitch and yaw 2-3x (per-sample affine cameras absorbing the foreshorte
 generator's exact landmarks. This fits those exact landmarks (mesh vertices, no rendering and no
 detector) and checks the fitted angles against the truth.
 """
+
 import numpy as np
 import pytest
 import torch

@@ -23,8 +23,13 @@ def write_dataset(path, num_samples=NUM_SAMPLES, seed=21):
     found[[3, 17]] = False
     landmarks = data.landmarks.numpy()
     landmarks[~found] = 0.0
-    metadata = {"generator": "synthetic-test", "generator_checksum": "abc123", "detector": "dlib", "num_landmarks": 68,
-                "image_size": [256, 256]}
+    metadata = {
+        "generator": "synthetic-test",
+        "generator_checksum": "abc123",
+        "detector": "dlib",
+        "num_landmarks": 68,
+        "image_size": [256, 256],
+    }
     with h5py.File(path, "w") as f:
         f["seeds"] = np.arange(100, 100 + num_samples, dtype=np.int64)
         f["z"] = np.zeros((num_samples, 4), np.float32)
@@ -38,7 +43,9 @@ def write_dataset(path, num_samples=NUM_SAMPLES, seed=21):
 
 def fit_config(data_path, *overrides):
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        return compose("fit", overrides=[f"samples={data_path}", "num_basis=6", "nrsfm.num_refine_steps=60", *overrides])
+        return compose(
+            "fit", overrides=[f"samples={data_path}", "num_basis=6", "nrsfm.num_refine_steps=60", *overrides]
+        )
 
 
 def test_fit_writes_model_attributes_and_plot(tmp_path, capsys):
@@ -93,7 +100,9 @@ def test_bad_dtype_is_a_user_error(tmp_path):
 def test_command_line_prints_one_error_line(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "nrsfm.fit", f"samples={tmp_path / 'missing.h5'}", f"paths.work_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 2
     assert completed.stderr.strip().startswith("error: dataset") and "Traceback" not in completed.stderr

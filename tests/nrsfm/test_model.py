@@ -11,8 +11,14 @@ def random_model(num_landmarks=68, num_basis=4, dtype=torch.float64, seed=0):
     basis = torch.linalg.qr(torch.randn(num_landmarks, num_basis, generator=g, dtype=dtype))[0].T
     directions = torch.nn.functional.normalize(torch.randn(num_basis, 3, generator=g, dtype=dtype), dim=-1)
     q_dim = 8 + num_basis
-    return NRSfMModel(torch.randn(num_landmarks, 3, generator=g, dtype=dtype), directions, basis,
-                      torch.zeros(q_dim, dtype=dtype), torch.ones(q_dim, dtype=dtype), {"landmarks": "test"})
+    return NRSfMModel(
+        torch.randn(num_landmarks, 3, generator=g, dtype=dtype),
+        directions,
+        basis,
+        torch.zeros(q_dim, dtype=dtype),
+        torch.ones(q_dim, dtype=dtype),
+        {"landmarks": "test"},
+    )
 
 
 def test_euler_round_trip_and_orthogonality():
@@ -40,7 +46,9 @@ def test_render_matches_explicit_formula_and_batches():
     k11, k12, k22 = q[2, layout.camera]
     K = torch.tensor([[k11, k12], [0.0, k22]], dtype=torch.float64)
     M = K @ euler_angles_to_matrix(q[2, layout.rotation])[:2]
-    shape = model.mean_shape + sum(a * torch.outer(b, d) for a, b, d in zip(q[2, layout.alpha], model.basis, model.directions))
+    shape = model.mean_shape + sum(
+        a * torch.outer(b, d) for a, b, d in zip(q[2, layout.alpha], model.basis, model.directions)
+    )
     torch.testing.assert_close(X[2], (M @ shape.T).T + q[2, layout.translation])
     torch.testing.assert_close(model(q[2]), X[2])
 

@@ -19,8 +19,12 @@ def compose_train(standin, tmp_path):
     """compose_train(*overrides) -> the `train` config pointed at the stand-in, writing under tmp_path."""
 
     def _compose(*overrides, return_hydra_config=False):
-        base = [f"data.samples={standin.samples}", f"data.nrsfm_dir={standin.nrsfm_dir}",
-                f"paths.work_dir={tmp_path / 'work'}", "trainer.enable_progress_bar=false"]
+        base = [
+            f"data.samples={standin.samples}",
+            f"data.nrsfm_dir={standin.nrsfm_dir}",
+            f"paths.work_dir={tmp_path / 'work'}",
+            "trainer.enable_progress_bar=false",
+        ]
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             return compose("train", overrides=[*base, *overrides], return_hydra_config=return_hydra_config)
 

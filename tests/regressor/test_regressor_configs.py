@@ -1,4 +1,5 @@
 """Compose every option of every config group `train` uses, and instantiate what has a `_target_`."""
+
 from pathlib import Path
 
 import hydra
@@ -66,7 +67,9 @@ def test_callbacks_and_loggers_defaults(compose_train):
 
 
 def test_optuna_search_composes_and_its_sampler_instantiates(compose_train):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason='the optuna extra is not installed: pip install -e ".[optuna]"')
+    pytest.importorskip(
+        "hydra_plugins.hydra_optuna_sweeper", reason='the optuna extra is not installed: pip install -e ".[optuna]"'
+    )
     cfg = compose_train("hparams_search=optuna", return_hydra_config=True)
     assert cfg.optimized_metric == "val/landmark_loss"
     sweeper = cfg.hydra.sweeper

@@ -48,7 +48,10 @@ def test_missing_and_unsafe_files_are_refused(tmp_path):
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="is not a readable regressor file"):
         load_attribute_regressor(tmp_path / "garbage.pt")
-    torch.save({"format_version": 1, "object": argparse.Namespace(code="would run on a plain pickle.load")}, tmp_path / "pickled.pt")
+    torch.save(
+        {"format_version": 1, "object": argparse.Namespace(code="would run on a plain pickle.load")},
+        tmp_path / "pickled.pt",
+    )
     with pytest.raises(UserError, match="is not a readable regressor file"):
         load_attribute_regressor(tmp_path / "pickled.pt")
     torch.save({"format_version": 99}, tmp_path / "future.pt")

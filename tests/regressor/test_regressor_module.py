@@ -51,8 +51,12 @@ def test_each_member_trains_on_its_own_loss_and_evaluation_scores_the_mean(stand
     per_member, _ = module._losses(batch, per_member=True)
     assert per_member.shape == (3 * 32,)
     for index, member in enumerate(module.net.members):
-        own = module.nrsfm(module.nrsfm.unstandardise(member((batch["latent"] - module.net.input_mean) / module.net.input_std)))
-        torch.testing.assert_close(per_member[index * 32:(index + 1) * 32], landmark_squared_error(own, batch["landmarks"]))
+        own = module.nrsfm(
+            module.nrsfm.unstandardise(member((batch["latent"] - module.net.input_mean) / module.net.input_std))
+        )
+        torch.testing.assert_close(
+            per_member[index * 32 : (index + 1) * 32], landmark_squared_error(own, batch["landmarks"])
+        )
     torch.testing.assert_close(module.training_step(batch, 0), per_member.mean())
     mean_prediction = module.nrsfm(module(batch["latent"]))
     torch.testing.assert_close(module._losses(batch)[0], landmark_squared_error(mean_prediction, batch["landmarks"]))
@@ -66,7 +70,9 @@ def test_nan_loss_names_the_batch_and_seeds(standin, num_members):
     batch = datamodule.dataset("train").__getitems__([0, 1, 2])
     batch["latent"][1, 3] = float("nan")
     seed = int(batch["seed"][1])
-    with pytest.raises(UserError, match=f"loss became nan at epoch 0, batch 7 .*seeds \\[{seed}\\].*lower regressor.optimizer.lr"):
+    with pytest.raises(
+        UserError, match=f"loss became nan at epoch 0, batch 7 .*seeds \\[{seed}\\].*lower regressor.optimizer.lr"
+    ):
         module.training_step(batch, 7)
 
 

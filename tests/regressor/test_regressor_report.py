@@ -7,7 +7,13 @@ from nrsfm.geometry import euler_angles_to_matrix, matrix_to_euler_angles
 from regressor.data import load_regression_data
 from regressor.export import AttributeRegressor
 from regressor.mlp import AttributeMLP
-from regressor.report import evaluate_regressor, fit_global_rotation, plot_row_importance, rotation_errors, row_importance
+from regressor.report import (
+    evaluate_regressor,
+    fit_global_rotation,
+    plot_row_importance,
+    rotation_errors,
+    row_importance,
+)
 
 
 def test_kabsch_recovers_a_global_rotation_float64():
@@ -24,7 +30,9 @@ def test_kabsch_recovers_a_global_rotation_float64():
 
 def test_rotation_errors_after_alignment_are_exact_and_fitted_on_train_only():
     g = torch.Generator().manual_seed(1)
-    truth_rad = (torch.rand(300, 3, generator=g, dtype=torch.float64) - 0.5) * torch.tensor([0.6, 1.2, 0.4], dtype=torch.float64)
+    truth_rad = (torch.rand(300, 3, generator=g, dtype=torch.float64) - 0.5) * torch.tensor(
+        [0.6, 1.2, 0.4], dtype=torch.float64
+    )
     frame = euler_angles_to_matrix(torch.tensor([0.2, 0.4, -0.3], dtype=torch.float64))
     theta_pred = matrix_to_euler_angles(euler_angles_to_matrix(truth_rad) @ frame.T)
     train, test = torch.arange(0, 200), torch.arange(200, 300)
@@ -33,7 +41,10 @@ def test_rotation_errors_after_alignment_are_exact_and_fitted_on_train_only():
     assert errors["alignment_angle_deg"] > 10
     noisy = theta_pred.clone()
     noisy[200:, 1] += math.radians(3.0)
-    assert errors["median_yaw_deg"] + 1.0 < rotation_errors(noisy, torch.rad2deg(truth_rad), train, test)["median_geodesic_deg"]
+    assert (
+        errors["median_yaw_deg"] + 1.0
+        < rotation_errors(noisy, torch.rad2deg(truth_rad), train, test)["median_geodesic_deg"]
+    )
 
 
 def test_evaluate_an_untrained_regressor(standin):

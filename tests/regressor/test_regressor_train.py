@@ -49,20 +49,31 @@ def test_checkpoints_logs_and_resume(compose_train):
     assert "2" in epochs and not {"0", "1"} & epochs, "the second run must continue at epoch 2, not start over"
 
 
-def test_explicit_missing_checkpoint_and_mismatch_end_in_one_error_line(compose_train, standin, tmp_path, monkeypatch, capsys):
+def test_explicit_missing_checkpoint_and_mismatch_end_in_one_error_line(
+    compose_train, standin, tmp_path, monkeypatch, capsys
+):
     from regressor.standin import write_standin
 
     other = write_standin(tmp_path / "other", num_samples=60, z_dim=16, detector="mediapipe468")
-    monkeypatch.setattr(sys, "argv", ["regressor.train", f"data.samples={standin.samples}", f"data.nrsfm_dir={other.nrsfm_dir}",
-                                      f"paths.work_dir={tmp_path / 'work'}", f"hydra.run.dir={tmp_path / 'hydra'}"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "regressor.train",
+            f"data.samples={standin.samples}",
+            f"data.nrsfm_dir={other.nrsfm_dir}",
+            f"paths.work_dir={tmp_path / 'work'}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: landmark type mismatch") and "standin68" in err[0]
 
-    from regressor.train import run as run_training
     from common.errors import UserError
+    from regressor.train import run as run_training
 
     with pytest.raises(UserError, match="checkpoint .* not found"):
         run_training(compose_train(*TINY, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
@@ -75,9 +86,23 @@ def test_explicit_missing_checkpoint_and_mismatch_end_in_one_error_line(compose_
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(standin, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "regressor.train", f"data.samples={standin.samples}", f"data.nrsfm_dir={standin.nrsfm_dir}",
-         f"paths.work_dir={tmp_path}", "trainer=ddp", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", *TINY],
-        capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+        [
+            sys.executable,
+            "-m",
+            "regressor.train",
+            f"data.samples={standin.samples}",
+            f"data.nrsfm_dir={standin.nrsfm_dir}",
+            f"paths.work_dir={tmp_path}",
+            "trainer=ddp",
+            "trainer.max_epochs=2",
+            "trainer.enable_progress_bar=false",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     exports = list(tmp_path.rglob("regressor.pt"))
     assert len(exports) == 1 and load_attribute_regressor(exports[0]).latent_space == "w"
@@ -85,15 +110,34 @@ def test_ddp_on_two_cpu_processes(standin, tmp_path):
 
 @pytest.mark.slow
 def test_grid_and_optuna_sweeps(standin, tmp_path):
-    common = [sys.executable, "-m", "regressor.train", f"data.samples={standin.samples}", f"data.nrsfm_dir={standin.nrsfm_dir}",
-              f"paths.work_dir={tmp_path}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", *TINY]
+    common = [
+        sys.executable,
+        "-m",
+        "regressor.train",
+        f"data.samples={standin.samples}",
+        f"data.nrsfm_dir={standin.nrsfm_dir}",
+        f"paths.work_dir={tmp_path}",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        *TINY,
+    ]
     repo = Path(__file__).resolve().parents[2]
-    grid = subprocess.run([*common[:3], "-m", *common[3:], "regressor.optimizer.lr=0.001,0.003", "regressor.width=16,32"],
-                          capture_output=True, text=True, timeout=600, cwd=repo)
+    grid = subprocess.run(
+        [*common[:3], "-m", *common[3:], "regressor.optimizer.lr=0.001,0.003", "regressor.width=16,32"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=repo,
+    )
     assert grid.returncode == 0, grid.stderr[-3000:]
     assert len(list((tmp_path / "regressor").rglob("regressor.pt"))) == 4
-    optuna = subprocess.run([*common, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2"],
-                            capture_output=True, text=True, timeout=600, cwd=repo)
+    optuna = subprocess.run(
+        [*common, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=repo,
+    )
     assert optuna.returncode == 0, optuna.stderr[-3000:]
     best = list((tmp_path / "multirun").rglob("optimization_results.yaml"))
     assert len(best) == 1 and "best_value" in best[0].read_text()

@@ -4,8 +4,15 @@ import h5py
 import numpy as np
 import pytest
 
-from sampling.dataset import iter_row_blocks, merge_datasets, read_chunk, read_samples, write_chunk_atomic, write_samples_atomic
 from common.errors import UserError
+from sampling.dataset import (
+    iter_row_blocks,
+    merge_datasets,
+    read_chunk,
+    read_samples,
+    write_chunk_atomic,
+    write_samples_atomic,
+)
 
 
 def rows(start, count, num_landmarks=3):
@@ -22,7 +29,15 @@ def rows(start, count, num_landmarks=3):
 
 
 def metadata(start, count, **changes):
-    return {"generator": "g", "generator_checksum": "abc", "detector": "dlib", "seed_start": start, "num_samples": count, "shard": 0, "config": {"shard": 0}} | changes
+    return {
+        "generator": "g",
+        "generator_checksum": "abc",
+        "detector": "dlib",
+        "seed_start": start,
+        "num_samples": count,
+        "shard": 0,
+        "config": {"shard": 0},
+    } | changes
 
 
 def test_chunk_round_trip_and_fingerprint(tmp_path):
@@ -48,7 +63,9 @@ def test_samples_file_from_blocks(tmp_path):
     assert samples.metadata == metadata(0, 8)
     again = [dict(block) for block in iter_row_blocks(path, rows_per_block=3)]
     assert [len(block["seeds"]) for block in again] == [3, 3, 2]
-    assert np.array_equal(np.concatenate([block["truth.rotation_deg"] for block in again]), samples.truth["rotation_deg"])
+    assert np.array_equal(
+        np.concatenate([block["truth.rotation_deg"] for block in again]), samples.truth["rotation_deg"]
+    )
 
 
 def test_row_count_mismatch_leaves_nothing(tmp_path):

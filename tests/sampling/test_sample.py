@@ -3,6 +3,7 @@
 The stand-in knows where the astronaut's landmarks land in each crop, so the detection rate and
 landmark error printed by the stage can be checked against an independent ground truth.
 """
+
 import contextlib
 import hashlib
 import os
@@ -20,9 +21,9 @@ from skimage import data
 
 from backbones.generator import Generator
 from backbones.landmarks.dlib import DlibDetector
-from sampling.dataset import merge_datasets, read_samples
-from common.errors import UserError
 from common.cli import check_command_line
+from common.errors import UserError
+from sampling.dataset import merge_datasets, read_samples
 from sampling.sample import render_in_workers, sample_dataset, shard_seed_range, summarise
 
 RESOLUTION = 128
@@ -73,7 +74,12 @@ class AstronautCrops(Generator):
         corner = centre - side[:, None] / 2
         landmarks = (self.photo_landmarks + 0.5 - corner[:, None]) * (RESOLUTION / side[:, None, None]) - 0.5
         w = ws[:, 0]
-        return {"rotation_deg": torch.zeros(len(ws), 3), "expression": w[:, 3:], "identity": w[:, 2:3], "landmarks": landmarks}
+        return {
+            "rotation_deg": torch.zeros(len(ws), 3),
+            "expression": w[:, 3:],
+            "identity": w[:, 2:3],
+            "landmarks": landmarks,
+        }
 
 
 @pytest.fixture(scope="module")
@@ -141,14 +147,18 @@ def test_resume_after_interruption_gives_the_same_file(generator, detector, tmp_
 
 def test_worker_processes_give_the_same_file_as_one_process(generator, detector, tmp_path):
     inline = sample(generator, detector, tmp_path / "inline.h5", num_samples=8)
-    rendering_workers = sample(generator, detector, tmp_path / "a.h5", num_samples=8, num_workers=2, render_in_workers=True)
+    rendering_workers = sample(
+        generator, detector, tmp_path / "a.h5", num_samples=8, num_workers=2, render_in_workers=True
+    )
     assert file_digest(rendering_workers) == file_digest(inline)
 
 
 @pytest.mark.slow
 def test_detect_only_workers_give_the_same_file_as_one_process(generator, detector, tmp_path):
     inline = sample(generator, detector, tmp_path / "inline.h5", num_samples=8)
-    detecting_workers = sample(generator, detector, tmp_path / "b.h5", num_samples=8, num_workers=2, render_in_workers=False)
+    detecting_workers = sample(
+        generator, detector, tmp_path / "b.h5", num_samples=8, num_workers=2, render_in_workers=False
+    )
     assert file_digest(detecting_workers) == file_digest(inline)
 
 
@@ -176,8 +186,21 @@ def test_shards_are_disjoint_and_merge_into_the_unsharded_dataset(generator, det
     ranges = [shard_seed_range(100, 12, shard, 3) for shard in range(3)]
     assert ranges == [(100, 104), (104, 108), (108, 112)]
     whole = read_samples(sample(generator, detector, tmp_path / "whole.h5", chunk_size=4))
-    shards = [sample_dataset(generator, detector, tmp_path / f"shard{i}.h5", start, stop - start, batch_size=4, chunk_size=4,
-                             num_workers=0, progress=False, config={"shard": i}) for i, (start, stop) in enumerate(ranges)]
+    shards = [
+        sample_dataset(
+            generator,
+            detector,
+            tmp_path / f"shard{i}.h5",
+            start,
+            stop - start,
+            batch_size=4,
+            chunk_size=4,
+            num_workers=0,
+            progress=False,
+            config={"shard": i},
+        )
+        for i, (start, stop) in enumerate(ranges)
+    ]
     merge_datasets([shards[2], shards[0], shards[1]], tmp_path / "merged.h5")
     merged = read_samples(tmp_path / "merged.h5")
     assert merged.metadata["seed_ranges"] == [[100, 104], [104, 108], [108, 112]]
@@ -190,7 +213,9 @@ def test_shards_are_disjoint_and_merge_into_the_unsharded_dataset(generator, det
 
 def test_merge_refuses_shards_of_different_runs(generator, detector, tmp_path):
     first = sample_dataset(generator, detector, tmp_path / "a.h5", 0, 4, batch_size=4, num_workers=0, progress=False)
-    other = sample_dataset(generator, detector, tmp_path / "b.h5", 4, 4, batch_size=4, num_workers=0, progress=False, truncation_psi=0.7)
+    other = sample_dataset(
+        generator, detector, tmp_path / "b.h5", 4, 4, batch_size=4, num_workers=0, progress=False, truncation_psi=0.7
+    )
     with pytest.raises(UserError, match="differs in truncation_psi"):
         merge_datasets([first, other], tmp_path / "merged.h5")
     assert not (tmp_path / "merged.h5").exists()
@@ -198,7 +223,9 @@ def test_merge_refuses_shards_of_different_runs(generator, detector, tmp_path):
 
 def test_zero_faces_in_a_chunk_is_a_clear_error(detector, generator, tmp_path):
     blank = AstronautCrops(generator.photo_landmarks, blank_below=2.0).freeze()  # every image blank
-    with pytest.raises(UserError, match=r"no face found in any of the 5 images of seeds 100\.\.104: .*weights and truncation_psi"):
+    with pytest.raises(
+        UserError, match=r"no face found in any of the 5 images of seeds 100\.\.104: .*weights and truncation_psi"
+    ):
         sample(blank, detector, tmp_path / "samples.h5")
     assert not (tmp_path / "samples.h5").exists()
     assert list((tmp_path / "samples.h5.parts").iterdir()) == []
@@ -217,8 +244,10 @@ def run_in_child_process(check, tmp_path):
     HDF5 keeps library-wide state that a failed write can leave broken, so that a later, unrelated
     h5py call in the same process crashes; a real disk-full ends the command, so only tests need this.
     """
-    code = f"import sys, pathlib; sys.path.insert(0, {str(Path(__file__).parent)!r}); " \
-           f"import {Path(__file__).stem} as t; t.{check.__name__}(pathlib.Path({str(tmp_path)!r}))"
+    code = (
+        f"import sys, pathlib; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import {Path(__file__).stem} as t; t.{check.__name__}(pathlib.Path({str(tmp_path)!r}))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -1,4 +1,5 @@
 """`python -m sampling.sample` end to end with the synthetic generator, and its one-line errors."""
+
 import importlib.util
 import os
 import subprocess
@@ -9,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-from sampling.dataset import read_samples
 from common.cli import build
+from sampling.dataset import read_samples
 from sampling.sample import default_dataset_path, run
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -21,8 +22,16 @@ def sample_config(work_dir, *overrides):
         return compose(
             config_name="sample",
             overrides=[
-                "generator=synthetic", "++generator.img_resolution=128", "landmarks=dlib", f"paths.work_dir={work_dir}",
-                "num_samples=6", "chunk_size=3", "batch_size=3", "num_workers=0", "progress=false", *overrides,
+                "generator=synthetic",
+                "++generator.img_resolution=128",
+                "landmarks=dlib",
+                f"paths.work_dir={work_dir}",
+                "num_samples=6",
+                "chunk_size=3",
+                "batch_size=3",
+                "num_workers=0",
+                "progress=false",
+                *overrides,
             ],
         )
 
@@ -53,8 +62,16 @@ def test_default_path_changes_with_every_data_setting(tmp_path, synthetic):
     assert base.name == "samples.h5" and "synthetic-" in str(base) and "/dlib/" in str(base)
     changed = [
         default_dataset_path(sample_config(tmp_path, override), synthetic)
-        for override in ("seed=1", "num_samples=7", "truncation_psi=0.7", "landmarks.threshold=0.5", "save_ws=true",
-                         "shard=1", "num_shards=2", "chunk_size=4")
+        for override in (
+            "seed=1",
+            "num_samples=7",
+            "truncation_psi=0.7",
+            "landmarks.threshold=0.5",
+            "save_ws=true",
+            "shard=1",
+            "num_shards=2",
+            "chunk_size=4",
+        )
     ]
     assert len({base, *changed}) == 1 + len(changed)
     for override in ("num_workers=2", "progress=true", "preview=false"):
@@ -63,13 +80,22 @@ def test_default_path_changes_with_every_data_setting(tmp_path, synthetic):
 
 def run_cli(*arguments, **environment):
     env = dict(os.environ, RANKONE_WORK_DIR=str(environment.pop("work_dir")), **environment)
-    return subprocess.run([sys.executable, "-m", "sampling.sample", *arguments], cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sampling.sample", *arguments],
+        cwd=REPOSITORY,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_unknown_detector_is_one_line(tmp_path):
     result = run_cli("landmarks=nope", work_dir=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: unknown landmarks 'nope'; choose one of: dlib, fan, mediapipe"]
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown landmarks 'nope'; choose one of: dlib, fan, mediapipe"
+    ]
 
 
 def test_cli_missing_fan_weights_is_one_line(tmp_path):
@@ -78,7 +104,7 @@ def test_cli_missing_fan_weights_is_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     if importlib.util.find_spec("face_alignment") is None:
-        assert lines[0].startswith("error: landmarks=fan needs the face-alignment package") and '.[fan]' in lines[0]
+        assert lines[0].startswith("error: landmarks=fan needs the face-alignment package") and ".[fan]" in lines[0]
     else:
         assert lines[0].startswith("error: FAN weights not found: put 2DFAN4-11f355bf06.pth.tar")
         assert f"{tmp_path}/torch/hub/checkpoints/" in lines[0]

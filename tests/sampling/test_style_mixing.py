@@ -1,4 +1,5 @@
 """Style mixing in the sampling stage (`sampling.sample.mix_styles`, ``style_mixing=``) on the synthetic generator."""
+
 import numpy as np
 import pytest
 import torch
