@@ -24,10 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.cli import exit_on_user_error, launch
 from common.errors import UserError
-from editing.attributes import edit_target, flatten_changes
+from editing.attributes import flatten_changes
 from editing.latents import resolve_faces
 from editing.presets import PRESET_NAMES
-from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
+from editing.session import apply_editor, finish, load_generator, load_regressor, request_target
 from editing.sources import is_image_source, pictures_q, read_source, source_changes
 from editing.video import FrameRange
 
@@ -116,16 +116,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"source {source} shows {len(q_source)} faces; give one photo (editing.transfer takes a folder or video)"
             )
         changes = {**source_changes(q_source[0], list(cfg.source_parts), regressor.nrsfm.layout), **changes}
-    target = edit_target(
-        q0,
-        changes,
-        regressor.nrsfm,
-        free=list(cfg.free),
-        strict=bool(cfg.strict),
-        num_std=float(cfg.num_std),
-        directions=expression_directions(cfg, generator, regressor, changes),
-    )
-    target = hold_alpha(cfg, generator, regressor, q0, target)
+    target = request_target(cfg, generator, regressor, q0, changes)
     result = apply_editor(cfg, generator, regressor, latent0, target)
     return finish(
         cfg, "edit", generator, regressor, latent0, result, target, {"faces": str(cfg.faces), "changes": changes}

@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.cli import exit_on_user_error, launch
 from common.errors import UserError
-from editing.attributes import edit_target, flatten_changes
+from editing.attributes import flatten_changes
 from editing.latents import latents_from_seeds
-from editing.session import apply_editor, expression_directions, finish, hold_alpha, load_generator, load_regressor
+from editing.session import apply_editor, finish, load_generator, load_regressor, request_target
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -37,16 +37,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         regressor.nrsfm.q_mean.dtype
     )
     q0 = regressor(latent0).detach()
-    target = edit_target(
-        q0,
-        changes,
-        regressor.nrsfm,
-        free=list(cfg.free),
-        strict=bool(cfg.strict),
-        num_std=float(cfg.num_std),
-        directions=expression_directions(cfg, generator, regressor, changes),
-    )
-    target = hold_alpha(cfg, generator, regressor, q0, target)
+    target = request_target(cfg, generator, regressor, q0, changes)
     result = apply_editor(cfg, generator, regressor, latent0, target)
     return finish(cfg, "sample", generator, regressor, latent0, result, target, {"seeds": seeds, "changes": changes})
 

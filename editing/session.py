@@ -24,7 +24,7 @@ from backbones.generator import Generator
 from common.cli import build, check_config_complete
 from common.errors import UserError
 from common.hashing import config_digest
-from editing.attributes import EditTarget
+from editing.attributes import EditTarget, edit_target
 from editing.compatibility import check_regressor_matches, latent_shape_of
 from editing.latent_prior import latent_spread
 from editing.latents import row_mask
@@ -100,6 +100,23 @@ def hold_alpha(
         return target
     layout = regressor.nrsfm.layout
     return couple_held_alpha(target, q0, pose_coupling(training_attributes(cfg, generator, regressor), layout), layout)
+
+
+def request_target(
+    cfg: DictConfig, generator: Generator, regressor: nn.Module, q0: torch.Tensor, changes: dict[str, float]
+) -> EditTarget:
+    """The target of the edit request `changes` for faces q0 (B, D): `editing.attributes.edit_target` with the
+    command's ``free``, ``strict``, ``num_std`` and expression presets, then `hold_alpha`."""
+    target = edit_target(
+        q0,
+        changes,
+        regressor.nrsfm,
+        free=list(cfg.free),
+        strict=bool(cfg.strict),
+        num_std=float(cfg.num_std),
+        directions=expression_directions(cfg, generator, regressor, changes),
+    )
+    return hold_alpha(cfg, generator, regressor, q0, target)
 
 
 def latent_metric(cfg: DictConfig, generator: Generator) -> torch.Tensor | None:
