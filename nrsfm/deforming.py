@@ -27,10 +27,10 @@ import logging
 
 import torch
 
-from common.shapes import check_finite, check_shape
+from common.shapes import check_finite
 from nrsfm.camera import camera_to_intrinsics_rotation, nearest_rotation
 from nrsfm.facing import generic_mirror_rule
-from nrsfm.factorize import metric_upgrade
+from nrsfm.factorize import check_landmarks_and_mask, metric_upgrade
 from nrsfm.geometry import matrix_to_euler_angles
 from nrsfm.known_cameras import complete_rotations, fit_shape_basis, held_out_error
 from nrsfm.model import NRSfMModel
@@ -97,12 +97,7 @@ def factorize_deforming(
 
 def _validated_points(landmarks: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
     """Check the inputs; return the found landmarks (N_found, L, 2) in float64."""
-    sizes = check_shape(landmarks, ("N", "L", 2), "landmarks")
-    check_shape(found, (sizes["N"],), "found")
-    if not landmarks.is_floating_point():
-        raise ValueError(f"landmarks must be float32 or float64, got {landmarks.dtype}")
-    if found.dtype != torch.bool:
-        raise ValueError(f"found must be a bool mask, got {found.dtype}")
+    sizes = check_landmarks_and_mask(landmarks, found)
     if sizes["L"] < 7:
         raise ValueError(f"the deforming path needs at least 7 points per sample, got L={sizes['L']}")
     points = landmarks[found].to(torch.float64)

@@ -189,15 +189,20 @@ def factorize(
     return model, q
 
 
-def _validated_points(landmarks: torch.Tensor, found: torch.Tensor, num_basis: int) -> torch.Tensor:
-    """Check the inputs; return the found landmarks (N_found, L, 2)."""
+def check_landmarks_and_mask(landmarks: torch.Tensor, found: torch.Tensor) -> dict[str, int]:
+    """ValueError unless landmarks are floating (N, L, 2) and found an (N,) bool mask; returns {"N", "L"}."""
     sizes = check_shape(landmarks, ("N", "L", 2), "landmarks")
     check_shape(found, (sizes["N"],), "found")
     if not landmarks.is_floating_point():
         raise ValueError(f"landmarks must be float32 or float64, got {landmarks.dtype}")
     if found.dtype != torch.bool:
         raise ValueError(f"found must be a bool mask, got {found.dtype}")
-    num_landmarks = sizes["L"]
+    return sizes
+
+
+def _validated_points(landmarks: torch.Tensor, found: torch.Tensor, num_basis: int) -> torch.Tensor:
+    """Check the inputs; return the found landmarks (N_found, L, 2)."""
+    num_landmarks = check_landmarks_and_mask(landmarks, found)["L"]
     if not 1 <= num_basis <= num_landmarks - 4:
         raise ValueError(
             f"num_basis={num_basis} must be between 1 and L - 4 = {num_landmarks - 4} "
