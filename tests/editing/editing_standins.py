@@ -5,6 +5,8 @@ IdentityNetwork) but are tiny smooth functions, so edits can be checked exactly 
 """
 
 import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from backbones.generator import Generator
@@ -123,3 +125,24 @@ class ProjectionDetector:
         found = images.mean((1, 2, 3)) >= self.missing_below
         landmarks = torch.where(found[:, None, None], landmarks, 0.0).float()
         return Detections(landmarks, found, found.float())
+
+
+TINY_GENERATOR = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
+
+
+def command_config(name: str, tmp_path, regressor_path, *overrides: str, num_frames: int = 3) -> DictConfig:
+    """conf/<name>.yaml for `TinyGenerator` and the regressor at `regressor_path`, outputs under tmp_path/out."""
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(
+            config_name=name,
+            overrides=[
+                "generator=stylegan2",
+                f"regressor_path={regressor_path}",
+                f"out_dir={tmp_path / 'out'}",
+                f"num_frames={num_frames}",
+                *overrides,
+            ],
+        )
+    with open_dict(cfg):
+        cfg.generator = TINY_GENERATOR
+    return cfg

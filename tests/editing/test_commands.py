@@ -6,31 +6,12 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from editing_standins import command_config
 from hydra import compose, initialize_config_module
-from omegaconf import open_dict
 
 from common.errors import UserError
 from editing import edit, sample, transfer
 from editing.outputs import load_latents
-
-TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
-
-
-def command_config(name, tmp_path, regressor_path, *overrides):
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(
-            config_name=name,
-            overrides=[
-                "generator=stylegan2",
-                f"regressor_path={regressor_path}",
-                f"out_dir={tmp_path / 'out'}",
-                "num_frames=3",
-                *overrides,
-            ],
-        )
-    with open_dict(cfg):
-        cfg.generator = TINY
-    return cfg
 
 
 def test_edit_command_writes_outputs_and_reaches_target(tmp_path, regressor_path, capsys):

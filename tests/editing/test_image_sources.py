@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from editing_standins import TinyGenerator
-from hydra import compose, initialize_config_module
+from editing_standins import command_config as standin_command_config
 from omegaconf import open_dict
 from reenact_standins import OracleDetector
 
@@ -16,26 +16,19 @@ from editing import edit, transfer
 from editing.sources import detect_frames, fit_frames, read_source
 from regressor.export import load_attribute_regressor
 
-TINY = {"_target_": "editing_standins.TinyGenerator", "dtype": "float32"}
-
 
 def command_config(name, tmp_path, regressor_path, *overrides):
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(
-            config_name=name,
-            overrides=[
-                "generator=stylegan2",
-                f"regressor_path={regressor_path}",
-                f"out_dir={tmp_path / 'out'}",
-                "num_frames=0",
-                "hold_alpha=fixed",
-                "edit.num_steps=4",
-                "edit.damping=0.01",
-                *overrides,
-            ],
-        )
+    cfg = standin_command_config(
+        name,
+        tmp_path,
+        regressor_path,
+        "hold_alpha=fixed",
+        "edit.num_steps=4",
+        "edit.damping=0.01",
+        *overrides,
+        num_frames=0,
+    )
     with open_dict(cfg):
-        cfg.generator = TINY
         cfg.detector = {"_target_": "reenact_standins.OracleDetector", "regressor_path": str(regressor_path)}
     return cfg
 
