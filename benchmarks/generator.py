@@ -1,6 +1,6 @@
 """Images per second of the synthetic generator (`generator=synthetic`) on this machine.
 
-Usage: python benchmarks/generator.py [--resolution 256] [--batch-sizes 1 32] [--repeats 3] [--threads N]
+Usage: python -m benchmarks.generator [--resolution 256] [--batch-sizes 1 32] [--repeats 3] [--threads N]
 Prints one line per batch size: forward (no gradients) images/s (mean over the repeats after a
 warm-up), and the time of one forward + backward to w for the same batch. The machine's load
 average is printed too: on a shared CPU, `--threads 1` avoids torch's threads waiting on each other.

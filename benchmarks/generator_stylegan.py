@@ -1,6 +1,6 @@
 """StyleGAN2 / StyleGAN3-T / StyleGAN3-R synthesis throughput on this machine (images per second).
 
-    python benchmarks/generator_stylegan.py [--batches 1 8] [--repeats 2] [--resolution 256]
+    python -m benchmarks.generator_stylegan [--batches 1 8] [--repeats 2] [--resolution 256]
         [--channel-base 16384] [--channel-max 512] [--skip-large] [--device cpu] [--threads N]
 
 Rows: the tiny NVIDIA reference networks (32x32, from tests/backbones/data/stylegan or

@@ -1,6 +1,6 @@
 """Identity networks on CPU: images per second, and same- vs different-person distances.
 
-    python benchmarks/identity.py [--batch 8] [--repeats 3] [--num-pairs 12] [--resolution 256]
+    python -m benchmarks.identity [--batch 8] [--repeats 3] [--num-pairs 12] [--resolution 256]
 
 Prints (1) dlib identity throughput for `embed` (detection + differentiable chip + ResNet) and for
 the ResNet alone on ready chips, with and without a backward pass; (2) 1 - cos distances between

@@ -5,9 +5,9 @@ metric upgrade + residual SVD + ALS for D and alpha, `num_refine_steps=0`) and t
 joint refinement; print both ratios to the SVD time, RMSE against the noise level, the median
 rotation error after one global alignment, and the process's peak resident memory so far.
 
-    python benchmarks/nrsfm_fit.py                 # small sizes, a few minutes on 2 cores
-    python benchmarks/nrsfm_fit.py --full          # N in {1k, 10k, 50k, 200k} x L in {68, 468}
-    python benchmarks/nrsfm_fit.py --device cuda --full
+    python -m benchmarks.nrsfm_fit                 # small sizes, a few minutes on 2 cores
+    python -m benchmarks.nrsfm_fit --full          # N in {1k, 10k, 50k, 200k} x L in {68, 468}
+    python -m benchmarks.nrsfm_fit --device cuda --full
 """
 
 from __future__ import annotations

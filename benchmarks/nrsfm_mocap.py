@@ -11,8 +11,8 @@ all the identity), then the same with every fixed k in --fixed, the face path
 (`nrsfm.factorize.factorize`) at --face-k, and a table with the published PTA and BMM numbers and
 the mean-shape floor (the true mean shape placed rigidly in every frame).
 
-    python benchmarks/nrsfm_mocap.py                      # data in ../shared/data/nrsfm_mocap/
-    python benchmarks/nrsfm_mocap.py --data DIR --fixed 1 2 3 4 5 6
+    python -m benchmarks.nrsfm_mocap                      # data in ../shared/data/nrsfm_mocap/
+    python -m benchmarks.nrsfm_mocap --data DIR --fixed 1 2 3 4 5 6
 """
 
 from __future__ import annotations

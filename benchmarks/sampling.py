@@ -1,6 +1,6 @@
 """Throughput and accuracy of the sampling stage at several image resolutions and worker counts.
 
-    python benchmarks/sampling.py [--resolution 256 512 1024] [--workers 1 2] [--num-samples 96]
+    python -m benchmarks.sampling [--resolution 256 512 1024] [--workers 1 2] [--num-samples 96]
                                   [--generator synthetic] [--landmarks dlib] [--render-in workers|main] [override ...]
 
 Prints one line per (resolution, workers), for scripts to read:

@@ -2,7 +2,7 @@
 docs/synthetic_grid.png (16 samples, seeds 0-15, truncation 1) and docs/synthetic_yaw_sweep.png (one
 face turned from -40 to +40 degrees yaw; bottom row: the ground-truth 68 landmarks in green).
 
-Usage: python benchmarks/synthetic_figures.py [--out docs] [--sweep-seed 3]
+Usage: python -m benchmarks.synthetic_figures [--out docs] [--sweep-seed 3]
 """
 
 from __future__ import annotations

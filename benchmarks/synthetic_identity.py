@@ -6,7 +6,7 @@ Prints median descriptor distances, the fraction of different-identity pairs abo
 same-person threshold 0.6, and the AUC (probability that a random different-identity pair is
 farther apart than a random same-identity pair).
 
-Usage: python benchmarks/synthetic_identity.py [--num-identities 24] [--seed 300]
+Usage: python -m benchmarks.synthetic_identity [--num-identities 24] [--seed 300]
 """
 
 from __future__ import annotations
