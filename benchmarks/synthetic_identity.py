@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from backbones.landmarks.base import images_to_uint8
-from backbones.landmarks.dlib import PREDICTOR_FILE, HogFaceFinder, face_recognition_models_file
+from backbones.landmarks.boxes import HogFaceFinder
+from backbones.landmarks.dlib import PREDICTOR_FILE, face_recognition_models_file
 from backbones.synthetic import SyntheticGenerator
 
 RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"

@@ -78,7 +78,9 @@ DATA_KEYS = (
 # Keys left out of the data config (and so of the cache hash) at this value: datasets made before the key existed keep their names.
 DATA_KEY_DEFAULTS = {"style_mixing": 0.0}
 PREVIEW_GRID = 4
-CALIBRATION_SEEDS = 8  # seeds 0..7 calibrate an aligned detector's face box, whatever the run's seeds (shards agree)
+CALIBRATION_SEEDS = (
+    8  # seeds 0..7 calibrate a detector (face size, aligned face box), whatever the run's seeds (shards agree)
+)
 
 
 @dataclass(frozen=True)
@@ -351,7 +353,8 @@ def sample_dataset(
 
     Args:
         generator: a `backbones.generator.Generator`.
-        detector: a `backbones.landmarks.LandmarkDetector` (picklable when num_workers > 0).
+        detector: a `backbones.landmarks.LandmarkDetector` (picklable when num_workers > 0); one with
+            `needs_calibration` is calibrated on the images of seeds 0..7 first (whatever the run's seeds).
         out: the final ``.h5`` path; chunks go to ``<out>.parts/``.
         num_workers: spawned worker processes (0: everything in this process).
         render_in_workers: workers render and detect (CPU generators); False: this process renders
@@ -372,10 +375,6 @@ def sample_dataset(
     if style_mixing > 0 and not save_ws:
         raise UserError("style_mixing > 0 mixes the rows of ws, so only ws describes the images; add save_ws=true")
     out = Path(out)
-    if getattr(detector, "needs_calibration", False):
-        detector.calibrate(
-            images_to_uint8(render_batch(generator, np.arange(CALIBRATION_SEEDS), truncation_psi, False, noise_mode)[1])
-        )
     metadata = dataset_metadata(
         generator, detector, seed_start, num_samples, truncation_psi, noise_mode, save_ws, style_mixing, config or {}
     )
@@ -409,6 +408,10 @@ def sample_dataset(
         dynamic_ncols=True,
     )
     num_workers = num_workers if todo and (num_workers == 0 or can_spawn_workers()) else 0
+    if todo and getattr(detector, "needs_calibration", False):  # before the workers receive their copies
+        detector.calibrate(
+            images_to_uint8(render_batch(generator, np.arange(CALIBRATION_SEEDS), truncation_psi, False, noise_mode)[1])
+        )
     runner = BatchRunner(
         generator,
         detector,

@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import importlib
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
+import dlib
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backbones.landmarks.base import Detections, LandmarkDetector
-from backbones.landmarks.dlib import HogFaceFinder
+from backbones.landmarks.base import Detections
+from backbones.landmarks.boxes import BoxDetector, HogFaceFinder, fit_disagreement, probe_box
 from common.errors import UserError
 from common.shapes import check_shape
 
@@ -139,15 +141,20 @@ def heatmaps_to_landmarks(
     return landmarks, peak.mean(-1)
 
 
-class FanDetector(LandmarkDetector):
+class FanDetector(BoxDetector):
     """68 landmarks from face-alignment's FAN on dlib HOG face boxes, a batch at a time.
 
+    With ``aligned=True`` one face box replaces the search (see `BoxDetector`): the network runs on
+    the crops of that box and of the box shifted by `PROBE_SHIFT`, batched; images whose two fits
+    disagree by more than `fit_tolerance` of the box width are searched as usual.
+
     Args:
-        upsample, threshold, search_size, max_upsample: the box search (see `HogFaceFinder`).
+        upsample, threshold, search_size, max_upsample, search_face_px: the box search (see `HogFaceFinder`).
         reference_scale: box size (width + height) that maps to a 200-pixel crop; smaller = larger crop.
         device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
         batch_size: crops per network call.
         flip_input: add the heatmaps of the mirrored crop (face-alignment's default; twice the work).
+        aligned, face_box, fit_tolerance: the aligned mode (see `BoxDetector`).
     """
 
     name = "fan"
@@ -159,17 +166,35 @@ class FanDetector(LandmarkDetector):
         threshold: float = 0.0,
         search_size: int | None = 256,
         max_upsample: int | None = 1,
+        search_face_px: int | None = 150,
         reference_scale: float = 165.0,
         device: str = "auto",
         batch_size: int = 32,
         flip_input: bool = True,
+        aligned: bool = False,
+        face_box: Sequence[float] | None = None,
+        fit_tolerance: float = 0.02,
     ):
         if reference_scale <= 0:
             raise ValueError(f"reference_scale must be > 0, got {reference_scale}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self._args = (upsample, threshold, search_size, max_upsample, reference_scale, device, batch_size, flip_input)
-        self._faces = HogFaceFinder(upsample, threshold, search_size, max_upsample)
+        faces = HogFaceFinder(upsample, threshold, search_size, max_upsample, search_face_px)
+        super().__init__(faces, aligned, face_box, fit_tolerance)
+        self._args = (
+            upsample,
+            threshold,
+            search_size,
+            max_upsample,
+            search_face_px,
+            reference_scale,
+            device,
+            batch_size,
+            flip_input,
+            aligned,
+            face_box,
+            fit_tolerance,
+        )
         self.device = torch.device(
             "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
         )
@@ -179,10 +204,6 @@ class FanDetector(LandmarkDetector):
             int(batch_size),
             bool(flip_input),
         )
-
-    def __reduce__(self):
-        """Pickle by constructor arguments: each process loads the weights itself."""
-        return (type(self), self._args)
 
     @torch.no_grad()
     def heatmaps(self, crops: torch.Tensor) -> torch.Tensor:
@@ -199,27 +220,44 @@ class FanDetector(LandmarkDetector):
         return heatmaps
 
     @torch.no_grad()
+    def landmarks_in_boxes(self, images: np.ndarray, boxes: list[dlib.rectangle]) -> tuple[np.ndarray, np.ndarray]:
+        """The network's points in one box per image, `batch_size` crops per call: images (B, H, W, 3)
+        uint8 RGB, B boxes -> landmarks (B, 68, 2) float32 pixels, scores (B,) float32."""
+        check_shape(images, (len(boxes), "H", "W", 3), "uint8 images")
+        landmarks = np.zeros((len(boxes), self.num_landmarks, 2), np.float32)
+        score = np.zeros(len(boxes), np.float32)
+        for start in range(0, len(boxes), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            corners = [(box.left(), box.top(), box.right(), box.bottom()) for box in boxes[rows]]
+            centre, side = crop_boxes(
+                torch.tensor(corners, dtype=torch.float32, device=self.device), self.reference_scale
+            )
+            pixels = torch.from_numpy(images[rows]).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+            points, peaks = heatmaps_to_landmarks(self.heatmaps(crop_images(pixels, centre, side)), centre, side)
+            landmarks[rows], score[rows] = points.cpu().numpy(), peaks.cpu().numpy()
+        return landmarks, score
+
+    def verified_fits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The aligned mode's fits from the fixed face box: images (B, H, W, 3) uint8 -> landmarks
+        (B, 68, 2) pixels, scores (B,), verified (B,) bool (the two fits agree within `fit_tolerance`)."""
+        box = self.fixed_box(*images.shape[1:3])
+        points, score = self.landmarks_in_boxes(images, [box] * len(images))
+        probe_points, _ = self.landmarks_in_boxes(images, [probe_box(box)] * len(images))
+        return points, score, fit_disagreement(points, probe_points, box.width()) <= self.fit_tolerance
+
     def detect_uint8(self, images: np.ndarray) -> Detections:
         """images (B, H, W, 3) uint8 RGB -> Detections (landmarks (B, 68, 2) pixels)."""
         check_shape(images, ("B", "H", "W", 3), "uint8 images")
-        num_images = images.shape[0]
-        landmarks = torch.zeros(num_images, self.num_landmarks, 2)
-        score = torch.zeros(num_images)
-        faces = [self._faces.find(np.ascontiguousarray(image)) for image in images]
-        found = torch.tensor([face is not None for face in faces], dtype=torch.bool)
-        rows = found.nonzero()[:, 0]
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start : start + self.batch_size]
-            boxes = torch.tensor(
-                [
-                    [faces[i][0].left(), faces[i][0].top(), faces[i][0].right(), faces[i][0].bottom()]
-                    for i in batch.tolist()
-                ],
-                dtype=torch.float32,
-                device=self.device,
-            )
-            centre, side = crop_boxes(boxes, self.reference_scale)
-            pixels = torch.from_numpy(images[batch.numpy()]).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-            points, peaks = heatmaps_to_landmarks(self.heatmaps(crop_images(pixels, centre, side)), centre, side)
-            landmarks[batch], score[batch] = points.cpu(), peaks.cpu()
-        return Detections(landmarks, found, score)
+        landmarks = np.zeros((len(images), self.num_landmarks, 2), np.float32)
+        score = np.zeros(len(images), np.float32)
+        found = np.zeros(len(images), bool)
+        if self.aligned:
+            landmarks, score, found = self.verified_fits(images)
+            landmarks[~found], score[~found] = 0.0, 0.0
+        search = np.flatnonzero(~found)
+        faces = {index: self._faces.find(np.ascontiguousarray(images[index])) for index in search}
+        rows = np.array([index for index, face in faces.items() if face is not None], np.int64)
+        if len(rows):
+            landmarks[rows], score[rows] = self.landmarks_in_boxes(images[rows], [faces[index][0] for index in rows])
+            found[rows] = True
+        return Detections(torch.from_numpy(landmarks), torch.from_numpy(found), torch.from_numpy(score))

@@ -1,6 +1,7 @@
-"""FAN through face-alignment: missing package and weights, user weights loaded by the package, and the
-batched crop/heatmap geometry (against the package's own functions, and with a stand-in network)."""
+"""FAN through face-alignment: missing package and weights, user weights loaded by the package, the batched
+crop/heatmap geometry (against the package's own functions, and with a stand-in network) and the aligned mode."""
 
+import pickle
 import sys
 
 import numpy as np
@@ -87,6 +88,31 @@ def test_stand_in_network_finds_a_painted_dot(monkeypatch):
     assert detections.score[0] > 0.3 and detections.score[1] == 0
 
 
+def test_aligned_mode_verifies_the_fixed_box_and_searches_the_rest(monkeypatch):
+    monkeypatch.setattr(fan, "load_fan", lambda device: MagentaFinder())
+    image = astronaut_with_dot()
+    image[380:, :100] = 0  # around the wrong box below: the stand-in's heatmaps are flat, its points follow the box
+    detector = FanDetector(device="cpu", flip_input=False, aligned=True)
+    assert detector.needs_calibration
+    with pytest.raises(ValueError, match="needs a face box"):
+        detector.detect_uint8(image[None])
+    detector.calibrate(image[None])
+    assert not detector.needs_calibration
+    searched = FanDetector(device="cpu", flip_input=False).detect_uint8(image[None])
+    points, _, verified = detector.verified_fits(np.stack([image, np.zeros_like(image)]))
+    assert verified.tolist() == [True, False]  # the dot stays put when the box moves; a blank image's points follow it
+    detections = detector.detect_uint8(np.stack([image, np.zeros_like(image)]))
+    assert detections.found.tolist() == [True, False]
+    assert np.array_equal(detections.landmarks[0].numpy(), points[0])
+    assert torch.allclose(detections.landmarks[0], torch.tensor([216.0, 131.0]), atol=3.6)
+    wrong = FanDetector(device="cpu", flip_input=False, aligned=True, face_box=(0.0, 0.85, 0.1, 0.95))
+    assert not wrong.verified_fits(image[None])[2][0]
+    assert torch.equal(wrong.detect_uint8(image[None]).landmarks, searched.landmarks)  # failed the check: searched
+    copy = pickle.loads(pickle.dumps(detector))
+    assert copy.calibration == detector.calibration
+    assert torch.equal(copy.detect_uint8(image[None]).landmarks, detections.landmarks[:1])
+
+
 def test_flipped_crop_heatmaps_come_back_to_the_dot(monkeypatch):
     pytest.importorskip("face_alignment")
     monkeypatch.setattr(fan, "load_fan", lambda device: MagentaFinder())
@@ -150,3 +176,7 @@ def test_bad_arguments():
         FanDetector(reference_scale=0)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         FanDetector(batch_size=0)
+    with pytest.raises(ValueError, match="fit_tolerance must be > 0"):
+        FanDetector(fit_tolerance=0)
+    with pytest.raises(ValueError, match="face_box must be"):
+        FanDetector(aligned=True, face_box=(0.5, 0.2, 0.4, 0.8))

@@ -1,4 +1,5 @@
-"""dlib's box search on a shrunk copy, its retry with one more doubling, and the aligned mode's verified fixed box."""
+"""dlib's box search on a shrunk copy (sized by the image or by the calibrated face size), its retries, and the aligned
+mode's verified fixed box."""
 
 import pickle
 
@@ -9,7 +10,8 @@ import torch
 from skimage import data
 
 from backbones.landmarks import images_to_uint8
-from backbones.landmarks.dlib import DlibDetector, HogFaceFinder, scale_box
+from backbones.landmarks.boxes import HogFaceFinder, scale_box
+from backbones.landmarks.dlib import DlibDetector
 from backbones.synthetic import SyntheticGenerator
 from common.errors import UserError
 
@@ -48,6 +50,12 @@ def test_shrink_factor_and_box_scaling():
         and finder.shrink_factor(1024, 700) == 4
     )
     assert finder.shrink_factor(1000, 1000) == 4 and HogFaceFinder(search_size=None).shrink_factor(1024, 1024) == 1
+    sized = HogFaceFinder(search_size=256, search_face_px=150)
+    assert (
+        sized.needs_calibration and sized.shrink_factor(1024, 1024) == 4
+    )  # by image size until the faces are measured
+    sized.face_width = 0.45  # faces 461 px wide at 1024: a third of that is nearest to 150 px
+    assert not sized.needs_calibration and sized.shrink_factor(1024, 1024) == 3 and sized.shrink_factor(256, 256) == 1
     box = scale_box(dlib.rectangle(10, 20, 29, 49), 4)  # pixels 10..29 of the copy are pixels 40..119 of the image
     assert (box.left(), box.top(), box.right(), box.bottom()) == (40, 80, 119, 199)
 
@@ -60,6 +68,43 @@ def test_small_search_is_as_accurate_as_full_resolution(faces512):
     small_error, full_error = nme(small.landmarks.numpy(), truth), nme(full.landmarks.numpy(), truth)
     assert np.median(small_error) <= np.median(full_error) + 0.005
     assert np.median(torch.linalg.norm(small.landmarks - full.landmarks, dim=-1).mean(-1).numpy()) < 0.03 * 512
+
+
+def test_calibrated_face_size_sets_the_copy_and_keeps_the_accuracy(faces512):
+    images, truth = faces512
+    detector = DlibDetector(search_face_px=100)
+    assert detector.needs_calibration
+    detector.calibrate(images)
+    face_px = detector.calibration["face_width"] * 512
+    factor = detector.search_factor(512, 512)
+    assert not detector.needs_calibration and 150 < face_px < 400 and factor == round(face_px / 100) >= 2
+    sized = detector.detect_uint8(images)
+    full = DlibDetector(search_size=None, search_face_px=None).detect_uint8(images)
+    assert sized.found.all() and full.found.all()
+    sized_error, full_error = nme(sized.landmarks.numpy(), truth), nme(full.landmarks.numpy(), truth)
+    assert np.median(sized_error) <= np.median(full_error) + 0.005
+    copy = pickle.loads(pickle.dumps(detector))  # the sampling workers get the measured face size
+    assert copy.calibration == detector.calibration and torch.equal(
+        copy.detect_uint8(images).landmarks, sized.landmarks
+    )
+
+
+def test_a_face_smaller_than_calibrated_is_found_by_the_retries():
+    # Calibrated on faces that fill the image: the 512-pixel astronaut photo is shrunk 3x, her ~130 px face is
+    # ~43 px on that copy, too small for HOG without a doubling.
+    photo = data.astronaut()
+    finder = HogFaceFinder(upsample=0, max_upsample=1, search_face_px=150)
+    finder.face_width = 1.0
+    assert finder.shrink_factor(512, 512) == 3
+    box, _ = finder.find(photo)
+    assert 150 < (box.left() + box.right()) / 2 < 300 and box.width() > 80
+
+
+def test_calibration_without_faces_keeps_the_search_by_image_size():
+    detector = DlibDetector()
+    detector.calibrate(np.zeros((2, 64, 64, 3), np.uint8))
+    assert detector.calibration == {"face_box": None, "face_width": None}
+    assert detector.search_factor(1024, 1024) == 4
 
 
 def test_a_face_too_small_for_the_copy_is_found_by_the_retries():
@@ -80,7 +125,8 @@ def test_aligned_fit_matches_detection_and_rejects_what_moved(aligned_faces):
     assert detector.needs_calibration
     with pytest.raises(ValueError, match="needs a face box"):
         detector.detect_uint8(images[:1])
-    box = detector.calibrate(images[:8])
+    detector.calibrate(images[:8])
+    box = detector.face_box
     assert not detector.needs_calibration and 0 < box[0] < box[2] < 1 and 0 < box[1] < box[3] < 1
     aligned, searched = detector.detect_uint8(images), DlibDetector().detect_uint8(images)
     both = (aligned.found & searched.found).numpy()
@@ -105,7 +151,7 @@ def test_calibrated_box_travels_with_the_pickled_detector(aligned_faces):
     detector = DlibDetector(aligned=True)
     detector.calibrate(images[:8])
     copy = pickle.loads(pickle.dumps(detector))
-    assert copy.face_box == detector.face_box and copy.aligned
+    assert copy.calibration == detector.calibration and copy.aligned
     assert torch.equal(copy.detect_uint8(images[8:12]).landmarks, detector.detect_uint8(images[8:12]).landmarks)
 
 
