@@ -163,7 +163,8 @@ class BoxDetector(LandmarkDetector):
 
     `calibrate(images)` measures what the detector needs to know about a generator's faces (see
     `needs_calibration`); the sampling stage calls it on seeds 0..7 before it starts its workers,
-    and the measurements travel with the pickled detector. Subclasses set ``self._args``, the
+    and the measurements travel with the pickled detector. A calibrated detector belongs to that
+    generator: build a new one for another. Subclasses set ``self._args``, the
     arguments of their constructor (a detector pickles by them: each process loads its own models).
     """
 

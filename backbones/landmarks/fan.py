@@ -18,8 +18,9 @@ mapped back to image pixels; with `flip_input` the mirrored crop's heatmaps are 
 package does. ``score`` is the mean heatmap maximum over the 68 points.
 
 HOG boxes are tighter than the S3FD boxes FAN was trained with (S3FD boxes include the forehead),
-so the default `reference_scale` is 165 instead of face-alignment's 195: a ~18% larger crop. This
-was not checked against the real weights here (they cannot be downloaded on this machine).
+so the default `reference_scale` is 165 instead of face-alignment's 195: a ~18% larger crop. This,
+and the aligned mode's `fit_tolerance` for FAN's fits, were not checked against the real weights here
+(they cannot be downloaded on this machine).
 """
 
 from __future__ import annotations
