@@ -5,9 +5,9 @@
     python -m benchmarks.pipeline --work-dir DIR [override ...]            # keep (and resume) the artifacts in DIR
 
 Runs `editing.pipeline.ensure_regressor` on the transfer command's config (conf/transfer.yaml) with
-``pipeline.num_samples=N "pipeline.train=[experiment=E]"`` and the overrides: the stages that
+``pipeline.num_samples=N "pipeline.train=['experiment=E']"`` and the overrides: the stages that
 
-    python -m editing.transfer source=1 target=2 pipeline.num_samples=50000 "pipeline.train=[experiment=paper_w]"
+    python -m editing.transfer source=1 target=2 pipeline.num_samples=50000 "pipeline.train=['experiment=paper_w']"
 
 builds before its edit, each through its own ``run(cfg)``. Without ``--work-dir`` the artifacts go
 to a fresh temporary folder (removed at the end), so that every stage runs. Prints one line per
@@ -134,7 +134,7 @@ def main() -> None:
         overrides = [
             f"paths.work_dir={work_dir}",
             f"pipeline.num_samples={args.num_samples}",
-            f"pipeline.train=[experiment={args.experiment}]",
+            f"pipeline.train=['experiment={args.experiment}']",
             *args.overrides,
         ]
         with initialize_config_module(config_module="conf", version_base="1.3"):
