@@ -78,9 +78,8 @@ DATA_KEYS = (
 # Keys left out of the data config (and so of the cache hash) at this value: datasets made before the key existed keep their names.
 DATA_KEY_DEFAULTS = {"style_mixing": 0.0}
 PREVIEW_GRID = 4
-CALIBRATION_SEEDS = (
-    8  # seeds 0..7 calibrate a detector (face size, aligned face box), whatever the run's seeds (shards agree)
-)
+# Seeds 0..7 calibrate a detector (face size, aligned face box), whatever the run's seeds (shards agree).
+CALIBRATION_SEEDS = 8
 
 
 @dataclass(frozen=True)
