@@ -6,7 +6,7 @@
 
 Prints one line per (resolution, workers, render_in), for scripts to read:
 
-    resolution=1024 workers=2 render_in=workers render_only_fps=... detect_only_fps=... end_to_end_fps=... end_to_end_steady_fps=... median_px_vs_full=... nme=... nme_full=... median_nme=... median_nme_full=... found=... search_factor=... worker_start_s=...
+    resolution=1024 workers=2 render_in=workers render_only_fps=... detect_only_fps=... end_to_end_fps=... end_to_end_steady_fps=... median_px_vs_full=... nme=... nme_full=... median_nme=... median_nme_full=... found=... found_full=... search_factor=... worker_start_s=...
 
 - render_only_fps: `workers` processes render the seeds (and convert them to uint8), nothing else;
 - detect_only_fps: `workers` processes detect on the already rendered uint8 images, which each
@@ -21,7 +21,7 @@ Prints one line per (resolution, workers, render_in), for scripts to read:
   image (``landmarks.search_size=null landmarks.search_face_px=null``, not aligned);
 - nme, nme_full: `nme` against the generator's true landmarks (generators with ``ground_truth``,
   68-point detectors), for the configured and the full-resolution search (median_nme, median_nme_full:
-  the medians over faces of the per-face error); found: detection rate;
+  the medians over faces of the per-face error); found, found_full: detection rates;
 - search_factor: how much the box search shrinks these images (after the detector's calibration on
   seeds 0..7, as the sampling stage does it);
 - worker_start_s: seconds to start the rendering workers (the end-to-end time includes about as much).
@@ -179,7 +179,7 @@ def full_resolution_overrides(landmarks) -> list[str]:
 
 
 def accuracy(detector, reference, images: np.ndarray, truth: np.ndarray | None) -> dict[str, float]:
-    """median_px_vs_full, nme, nme_full, their medians over faces and found of `detector` on uint8 images (N, R, R, 3)."""
+    """median_px_vs_full, nme, nme_full, their medians over faces, found and found_full of `detector` on uint8 images (N, R, R, 3)."""
     ours, full = detector.detect_uint8(images), reference.detect_uint8(images)
     both = (ours.found & full.found).numpy()
     landmarks, full_landmarks = ours.landmarks.numpy(), full.landmarks.numpy()
@@ -191,7 +191,7 @@ def accuracy(detector, reference, images: np.ndarray, truth: np.ndarray | None) 
         result["nme_full"] = float(per_face_nme(full_landmarks[full_found], truth[full_found]).mean())
         result["median_nme"] = float(np.median(per_face_nme(landmarks[found], truth[found])))
         result["median_nme_full"] = float(np.median(per_face_nme(full_landmarks[full_found], truth[full_found])))
-    return {**result, "found": float(ours.found.float().mean())}
+    return {**result, "found": float(ours.found.float().mean()), "found_full": float(full.found.float().mean())}
 
 
 def main() -> None:
