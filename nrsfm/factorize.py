@@ -41,6 +41,21 @@ Steps (docs/METHOD.md, "Factorization"; all batched tensor ops, no loop over sam
    has its largest-magnitude entry positive and every d_k its largest-magnitude component
    positive (signs moved into alpha).
 5. Cameras split into K [I2|0] R (`nrsfm.camera`), Euler angles (R = Rz Ry Rx), q assembled.
+
+Landmark weights (``contour_weight`` < 1, `nrsfm.contour`): the fit minimises sum_l w_l |x_nl - ...|^2
+with the weights scaled to mean 1. Each shape is centred on its weighted centroid and column l of
+the measurement matrix is scaled by sqrt(w_l), so steps 1-3 run unchanged on the scaled data; the
+structure is then divided by sqrt(w_l) again, and the points with w_l = 0 get the least-squares B0
+column and b_k entries for the fitted cameras, D and alpha, before the gauges are fixed.
+
+Rotation-free basis (``orthogonal_basis``): a rank-one basis shape d b^T whose b has a part along
+the rows of B0 acts, seen by the camera, like a change of the rigid pose (with d = x and b the
+depth row of B0 it shifts x by depth: a small yaw), so the fit can trade rotation for alphas. With
+the option, every b_k stays orthogonal to the rigid rows P of the refinement's starting B0 (the
+rank-3 SVD rows for rigid cameras); B0 keeps P's span plus a part in its complement (the mean
+deformation), and the rows solve of each sweep is the exact least-squares solve under that
+constraint. Then no basis shape can reproduce a linear map (in particular no small rotation) of the
+rigid mean shape.
 """
 
 from __future__ import annotations
