@@ -183,7 +183,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for label, points, used in ((detector, samples.landmarks, found), ("exact", truth_landmarks, everyone)):
         for subset, indices in (("all 68", np.arange(68)), ("inner 51", np.arange(17, 68))):
-            angles = rigid_angles_deg(np.where(used[:, None, None], points, 0.0), neutral, indices)
+            angles = np.full_like(true_angles, np.nan)
+            angles[used] = rigid_angles_deg(points[used], neutral, indices)
             print(angle_rows(label, angles, true_angles, used).replace(" |", f" | {subset} |", 1))
     print(f"\nexpression presets on the {detector} fit, factorizer q of the found faces:\n")
     print("\n".join(preset_rows(detected_model, detected_q, samples.truth["expression"].astype(np.float64), found)))
