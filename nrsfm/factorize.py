@@ -41,6 +41,21 @@ Steps (docs/METHOD.md, "Factorization"; all batched tensor ops, no loop over sam
    has its largest-magnitude entry positive and every d_k its largest-magnitude component
    positive (signs moved into alpha).
 5. Cameras split into K [I2|0] R (`nrsfm.camera`), Euler angles (R = Rz Ry Rx), q assembled.
+
+Landmark weights (``contour_weight`` < 1, `nrsfm.contour`): the fit minimises sum_l w_l |x_nl - ...|^2
+with the weights scaled to mean 1. Each shape is centred on its weighted centroid and column l of
+the measurement matrix is scaled by sqrt(w_l), so steps 1-3 run unchanged on the scaled data; the
+structure is then divided by sqrt(w_l) again, and the points with w_l = 0 get the least-squares B0
+column and b_k entries for the fitted cameras, D and alpha, before the gauges are fixed.
+
+Rotation-free basis (``orthogonal_basis``): a rank-one basis shape d b^T whose b has a part along
+the rows of B0 acts, seen by the camera, like a change of the rigid pose (with d = x and b the
+depth row of B0 it shifts x by depth: a small yaw), so the fit can trade rotation for alphas. With
+the option, every b_k stays orthogonal to the rigid rows P of the refinement's starting B0 (the
+rank-3 SVD rows for rigid cameras); B0 keeps P's span plus a part in its complement (the mean
+deformation), and the rows solve of each sweep is the exact least-squares solve under that
+constraint. Then no basis shape can reproduce a linear map (in particular no small rotation) of the
+rigid mean shape.
 """
 
 from __future__ import annotations
@@ -53,6 +68,7 @@ import torch
 
 from common.shapes import check_finite, check_shape
 from nrsfm.camera import camera_to_intrinsics_rotation, inverse_3x3, nearest_rotation
+from nrsfm.contour import contour_weights
 from nrsfm.facing import MIRROR_RULES, faces_camera, generic_mirror_rule, nose_tip_index
 from nrsfm.geometry import matrix_to_euler_angles
 from nrsfm.model import NRSfMModel
@@ -100,6 +116,8 @@ def factorize(
     camera_penalty: float = CAMERA_PENALTY,
     mirror_rule: str = "nose",
     initial_cameras: str = "rigid",
+    contour_weight: float = 1.0,
+    orthogonal_basis: bool = False,
 ) -> tuple[NRSfMModel, torch.Tensor]:
     """Fit the rank-one NRSfM model to landmark sets (module docstring has the steps).
 
@@ -120,6 +138,13 @@ def factorize(
         initial_cameras: cameras of the two-step fit: "rigid" (rank-3 SVD + Tomasi-Kanade upgrade) or
             "corrective" (corrective matrix of the rank 3 + K factorisation, `nrsfm.rotations`), which
             does not mistake deformation for rotation.
+        contour_weight: weight of the face contour points (`nrsfm.contour`: dlib's jaw line, MediaPipe's
+            face oval) in the fit, relative to 1 for the others; 0 leaves them out of the fit of
+            cameras, rotations and alphas (their 3D positions and basis entries are then least squares
+            for those). The model keeps the weights (``landmark_weights`` in its metadata) for `fit_q`
+            and the regressor's loss.
+        orthogonal_basis: keep every b_k orthogonal to the rigid rows of B0 throughout the refinement
+            (module docstring, "Rotation-free basis").
     Returns:
         The model (buffers in the landmarks' dtype and device; metadata with ``rmse``,
         ``rmse_two_step``, ``num_samples`` and more) and q (N, 8 + K), NaN rows where not found.
@@ -135,21 +160,40 @@ def factorize(
         raise ValueError(f"mirror_rule={mirror_rule!r} is unknown; use one of {', '.join(MIRROR_RULES)}")
     num_samples, num_landmarks, _ = points.shape
     num_rows = 3 + num_basis
+    raw_weights = contour_weights(num_landmarks, contour_weight)
+    weights = (raw_weights / raw_weights.mean()).to(device=points.device)
+    weighted = contour_weight != 1.0
 
-    translation = points.mean(-2)
+    if weighted:
+        translation = (points * weights[:, None].to(points.dtype)).sum(-2) / weights.sum().to(points.dtype)
+    else:
+        translation = points.mean(-2)
     centred = points - translation[:, None, :]
-    rows, total_energy = _principal_rows(centred, num_rows, chunk_size)
-    reduced = torch.einsum("nlc,rl->ncr", centred, rows.to(centred.dtype)).to(torch.float64)
+    measured = centred * weights.sqrt()[:, None].to(centred.dtype) if weighted else centred
+    rows, total_energy = _principal_rows(measured, num_rows, chunk_size)
+    reduced = torch.einsum("nlc,rl->ncr", measured, rows.to(measured.dtype)).to(torch.float64)
     energy_outside = (total_energy - reduced.square().sum()).clamp_min(0.0)
 
     factors = _two_step(reduced, num_basis, num_als_steps, tolerance, initial_cameras)
     error_two_step = factors.squared_error(reduced)
     if num_refine_steps > 0 and initial_cameras == "corrective":
         # fit the structure to the corrective cameras first, so the joint refinement starts at a consistent point
-        factors = _refine(factors, reduced, num_refine_steps, tolerance, camera_penalty, update_cameras=False)
+        factors = _refine(
+            factors,
+            reduced,
+            num_refine_steps,
+            tolerance,
+            camera_penalty,
+            update_cameras=False,
+            orthogonal_basis=orthogonal_basis,
+        )
     if num_refine_steps > 0:
-        factors = _refine(factors, reduced, num_refine_steps, tolerance, camera_penalty)
+        factors = _refine(
+            factors, reduced, num_refine_steps, tolerance, camera_penalty, orthogonal_basis=orthogonal_basis
+        )
     error = factors.squared_error(reduced)
+    if weighted:
+        factors, rows = _unweighted(factors, rows, centred, weights, chunk_size)
     factors = _fix_gauges(factors, rows, nose_index, mirror_rule)
 
     num_values = num_samples * num_landmarks * 2
@@ -173,10 +217,16 @@ def factorize(
         "mirror_rule": mirror_rule,
         "initial_cameras": initial_cameras,
         "camera_penalty": float(camera_penalty),
+        "contour_weight": float(contour_weight),
+        "orthogonal_basis": bool(orthogonal_basis),
+        "landmark_weights": raw_weights.tolist(),
         "basis_orthogonality_error": float(
             (gram - torch.eye(num_basis, dtype=gram.dtype, device=gram.device)).abs().max()
         ),
-        "rmse_definition": "sqrt(mean over found samples, landmarks and x/y of squared error), normalised image units",
+        "rmse_definition": (
+            "sqrt(mean over found samples, landmarks and x/y of squared error, landmarks weighted by landmark_weights "
+            "/ their mean), normalised image units"
+        ),
     }
     model = NRSfMModel(
         mean_shape=(factors.mean_rows @ rows).T.to(dtype),
@@ -351,11 +401,13 @@ def _refine(
     camera_penalty: float,
     num_restarts: int = 2,
     update_cameras: bool = True,
+    orthogonal_basis: bool = False,
 ) -> _Factors:
     """Joint ALS over cameras, alpha, (B0, b_k) and D, in `num_restarts + 1` phases.
 
     With `update_cameras=False` the cameras stay as they are (Euclidean already) and only the
-    structure is refined.
+    structure is refined. With `orthogonal_basis` the b_k rows stay orthogonal to the rows of the
+    starting B0 (`_solve_rows_orthogonal`; the b_k start projected onto their complement).
 
     The objective is the reprojection error plus the camera penalty of `_objective` (cameras pulled
     toward scaled-orthographic s [r1; r2]); phases stop when a sweep lowers it by less than
@@ -367,6 +419,9 @@ def _refine(
     cameras, B0 and b_k (ALS can settle with some d_k in a poor local minimum while the b_k are
     already right). The best factors seen (by that objective) are returned.
     """
+    split = _rigid_split(factors.mean_rows) if orthogonal_basis else None
+    if split is not None:
+        factors = replace(factors, basis_rows=factors.basis_rows @ split[1].T @ split[1])
     best, best_error = factors, _objective(factors, reduced, camera_penalty)
     steps_per_phase = -(-num_steps // (num_restarts + 1))
     for phase in range(num_restarts + 1):
@@ -378,7 +433,9 @@ def _refine(
             if update_cameras:
                 factors.cameras = _solve_cameras(factors, reduced, camera_penalty)
             factors.alpha = _solve_alpha(factors, reduced)
-            factors.mean_rows, factors.basis_rows = _solve_rows(factors, reduced)
+            factors.mean_rows, factors.basis_rows = (
+                _solve_rows(factors, reduced) if split is None else _solve_rows_orthogonal(factors, reduced, split)
+            )
             factors.directions = _solve_directions(factors, reduced)
             factors = _euclidean(factors) if update_cameras else _unit_factors(factors)
             error = _objective(factors, reduced, camera_penalty)
@@ -389,6 +446,61 @@ def _refine(
         if error < best_error:
             best, best_error = factors, error
     return best
+
+
+def _rigid_split(mean_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthonormal rows (3, r) spanning the rows of B0 (E (3, r)) and rows (K, r) spanning their complement."""
+    frame, _ = torch.linalg.qr(mean_rows.T, mode="complete")  # (r, r), first 3 columns span E's rows
+    return frame[:, :3].T.contiguous(), frame[:, 3:].T.contiguous()
+
+
+def _solve_rows_orthogonal(
+    factors: _Factors, reduced: torch.Tensor, split: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """B0 and b_k rows like `_solve_rows`, with every b_k inside the complement Q (K, r) of the rigid rows P (3, r).
+
+    With E = A P + E_Q Q and F = C Q, the data's P part is M_n A alone (F P^T = 0), a 3 x 3 solve for A;
+    its Q part is M_n E_Q + alpha M_n D C, the unconstrained joint solve of `_solve_rows` in Q's coordinates.
+    """
+    rigid, deformation = split
+    cameras = factors.cameras.flatten(0, 1)  # (2N, 3)
+    rigid_part = torch.linalg.solve(cameras.T @ cameras, cameras.T @ (reduced @ rigid.T).flatten(0, 1))  # (3, 3)
+    projected = factors.cameras @ factors.directions  # (N, 2, K)
+    design = torch.cat((factors.cameras, factors.alpha[:, None, :] * projected), -1).flatten(0, 1)  # (2N, 3 + K)
+    solution = torch.linalg.solve(design.T @ design, design.T @ (reduced @ deformation.T).flatten(0, 1))
+    return rigid_part @ rigid + solution[:3] @ deformation, solution[3:] @ deformation
+
+
+def _unweighted(
+    factors: _Factors, rows: torch.Tensor, centred: torch.Tensor, weights: torch.Tensor, chunk_size: int
+) -> tuple[_Factors, torch.Tensor]:
+    """Factors of a weighted fit in plain landmark coordinates, with identity rows (L, L).
+
+    The weighted fit models sqrt(w_l) x_nl, so the structure of a landmark with w_l > 0 is its fitted
+    column divided by sqrt(w_l); a landmark with w_l = 0 gets the least-squares B0 column and b_k
+    entries given the cameras, D and alpha (one (3 + K) x (3 + K) solve shared by those landmarks).
+
+    Args:
+        rows: (r, L) reduced rows of the weighted fit; centred: (N, L, 2) centred landmarks; weights: (L,).
+    """
+    scale = weights.sqrt().to(torch.float64)
+    kept = scale > 0
+    mean_shape = torch.zeros(3, len(weights), dtype=torch.float64, device=rows.device)
+    basis = torch.zeros(factors.basis_rows.shape[0], len(weights), dtype=torch.float64, device=rows.device)
+    mean_shape[:, kept] = (factors.mean_rows @ rows)[:, kept] / scale[kept]
+    basis[:, kept] = (factors.basis_rows @ rows)[:, kept] / scale[kept]
+    if not bool(kept.all()):
+        projected = factors.cameras @ factors.directions  # (N, 2, K)
+        design = torch.cat((factors.cameras, factors.alpha[:, None, :] * projected), -1)  # (N, 2, 3 + K)
+        normal = torch.einsum("nca,ncb->ab", design, design)
+        rhs = sum(
+            torch.einsum("nca,nlc->al", part, points[:, ~kept].to(torch.float64))
+            for part, points in zip(design.split(chunk_size), centred.split(chunk_size))
+        )
+        solution = torch.linalg.solve(normal, rhs)  # (3 + K, L_left_out)
+        mean_shape[:, ~kept], basis[:, ~kept] = solution[:3], solution[3:]
+    identity = torch.eye(len(weights), dtype=rows.dtype, device=rows.device)
+    return replace(factors, mean_rows=mean_shape, basis_rows=basis), identity
 
 
 def _with_orthonormal_basis(factors: _Factors) -> _Factors:

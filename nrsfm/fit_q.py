@@ -1,5 +1,8 @@
 """q* = argmin_q |R(q) - X|^2 for new landmark sets (docs/METHOD.md, "Attributes"; paper eq. 11).
 
+Every landmark's residual is weighted by the model's `landmark_weights` (the weights of the fit that
+made it; all ones for an unweighted fit), so new faces are fitted as the training faces were.
+
 Two phases, both batched over samples:
 1. Start (only without `q_init`): alternate the closed-form affine camera and translation given
    the 3D shape (3x3 normal equations) with the closed-form alpha given the camera (K x K normal
@@ -59,12 +62,17 @@ def fit_q(
 
 
 def _alternation_start(model: NRSfMModel, landmarks: torch.Tensor, num_steps: int) -> torch.Tensor:
-    """Closed-form camera/alpha alternation from alpha = 0: (B, 8 + K)."""
+    """Closed-form camera/alpha alternation from alpha = 0: (B, 8 + K).
+
+    Weighted least squares as plain least squares: every point is centred on the weighted centroid
+    and scaled by the square root of its weight (data, mean shape and basis alike)."""
     layout = model.layout
-    centroid = landmarks.mean(-2, keepdim=True)
-    centred = landmarks - centroid  # (B, L, 2)
-    basis = model.basis - model.basis.mean(-1, keepdim=True)  # (K, L)
-    mean_shape = model.mean_shape - model.mean_shape.mean(0)  # (L, 3)
+    weights = model.landmark_weights / model.landmark_weights.sum()  # (L,), sums to 1
+    scale = (weights * model.num_landmarks).sqrt()
+    centroid = (landmarks * weights[:, None]).sum(-2, keepdim=True)
+    centred = (landmarks - centroid) * scale[:, None]  # (B, L, 2)
+    basis = (model.basis - (model.basis * weights).sum(-1, keepdim=True)) * scale  # (K, L)
+    mean_shape = (model.mean_shape - (model.mean_shape * weights[:, None]).sum(0)) * scale[:, None]  # (L, 3)
     basis_gram = basis @ basis.T
     alpha = landmarks.new_zeros(landmarks.shape[0], model.num_basis)
     for _ in range(max(num_steps, 1)):
@@ -77,8 +85,8 @@ def _alternation_start(model: NRSfMModel, landmarks: torch.Tensor, num_steps: in
         ridge = 1e-9 * normal.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)
         eye = torch.eye(model.num_basis, dtype=normal.dtype, device=normal.device)
         alpha = torch.linalg.solve(normal + ridge[:, None, None] * eye, rhs[..., None])[..., 0]
-    shape = model.shape_3d(alpha)
-    translation = centroid[:, 0] - (shape.mean(-2)[:, None, :] @ camera.transpose(1, 2))[:, 0]
+    shape_centroid = (model.shape_3d(alpha) * weights[:, None]).sum(-2)  # (B, 3)
+    translation = centroid[:, 0] - (shape_centroid[:, None, :] @ camera.transpose(1, 2))[:, 0]
     intrinsics, rotation = camera_to_intrinsics_rotation(camera)
     q = landmarks.new_zeros(landmarks.shape[0], layout.dim)
     q[:, layout.camera] = torch.stack((intrinsics[:, 0, 0], intrinsics[:, 0, 1], intrinsics[:, 1, 1]), -1)
@@ -89,10 +97,11 @@ def _alternation_start(model: NRSfMModel, landmarks: torch.Tensor, num_steps: in
 
 
 def _levenberg_marquardt(model: NRSfMModel, landmarks: torch.Tensor, q: torch.Tensor, num_steps: int) -> torch.Tensor:
-    """Per-sample damped Gauss-Newton on |R(q) - X|^2: q (B, P) -> (B, P)."""
+    """Per-sample damped Gauss-Newton on sum_l w_l |R(q)_l - X_l|^2: q (B, P) -> (B, P)."""
+    scale = model.landmark_weights.sqrt()[:, None]  # (L, 1)
 
     def residual(q_single: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (model(q_single) - target).reshape(-1)
+        return ((model(q_single) - target) * scale).reshape(-1)
 
     jacobian = vmap(jacfwd(residual))
     residuals = vmap(residual)

@@ -106,6 +106,16 @@ class NRSfMModel(nn.Module):
     def layout(self) -> AttributeLayout:
         return AttributeLayout(self.num_basis)
 
+    @property
+    def landmark_weights(self) -> torch.Tensor:
+        """(L,) weight of each landmark in the fit that made the model (metadata ``landmark_weights``, written
+        by `nrsfm.factorize`; all ones when absent), in the model's dtype and device. `nrsfm.fit_q` and the
+        regressor's landmark loss weight the landmarks the same way."""
+        weights = self.metadata.get("landmark_weights")
+        if weights is None:
+            return torch.ones(self.num_landmarks, dtype=self.mean_shape.dtype, device=self.mean_shape.device)
+        return torch.tensor(weights, dtype=self.mean_shape.dtype, device=self.mean_shape.device)
+
     def shape_3d(self, alpha: torch.Tensor) -> torch.Tensor:
         """3D shape B0 + sum_k alpha_k B_k: (..., K) -> (..., L, 3)."""
         check_shape(alpha, ("...", self.num_basis), "alpha")

@@ -4,7 +4,9 @@ Landmark loss (the project's L_L, docs/METHOD.md, "Evaluation"): for predicted l
 and detected landmarks X, both (B, L, 2) in normalised image units,
     L_L = mean over samples b and landmarks l of ||X-hat_bl - X_bl||^2,
 the squared Euclidean 2D distance per landmark (x and y summed), averaged over landmarks and over
-the valid (found) samples. Logged as "{train,val,test}/landmark_loss".
+the valid (found) samples. Logged as "{train,val,test}/landmark_loss". When the NRSfM fit weighted
+its landmarks (`NRSfMModel.landmark_weights`, e.g. a down-weighted face contour), the mean over
+landmarks is the same weighted mean, so phi is trained on the fit's objective.
 
 Each member of an ensemble (`num_members` > 1, `regressor.mlp`) is trained on its own landmark
 loss, the mean over members; validation and test report the ensemble's mean prediction, which is
@@ -30,9 +32,17 @@ from regressor.export import AttributeRegressor
 from regressor.mlp import AttributeMLP
 
 
-def landmark_squared_error(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean over landmarks of the squared 2D distance: (B, L, 2), (B, L, 2) -> (B,)."""
-    return (predicted - target).square().sum(-1).mean(-1)
+def landmark_squared_error(
+    predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sample mean over landmarks of the squared 2D distance: (B, L, 2), (B, L, 2) -> (B,).
+
+    With `weights` (L,) the weighted mean sum_l w_l e_l / sum_l w_l."""
+    distances = (predicted - target).square().sum(-1)  # (B, L)
+    if weights is None:
+        return distances.mean(-1)
+    weights = weights.to(distances)
+    return (distances * weights).sum(-1) / weights.sum()
 
 
 class AttributeRegressorModule(pl.LightningModule):
@@ -87,7 +97,8 @@ class AttributeRegressorModule(pl.LightningModule):
         q_hat = q_hat.flatten(0, 1)
         predicted = self.nrsfm(self.nrsfm.unstandardise(q_hat))
         q_error = (q_hat - self.nrsfm.standardise(batch["q"]).repeat(num_predictions, 1)).square().mean(-1)
-        return landmark_squared_error(predicted, batch["landmarks"].repeat(num_predictions, 1, 1)), q_error
+        target = batch["landmarks"].repeat(num_predictions, 1, 1)
+        return landmark_squared_error(predicted, target, self.nrsfm.landmark_weights), q_error
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         landmark_error, q_error = self._losses(batch, per_member=True)

@@ -71,7 +71,8 @@ def test_fit_writes_model_attributes_and_plot(tmp_path, capsys):
         assert json.loads(str(attributes["metadata"]))["dataset_checksum"] == model.metadata["dataset_checksum"]
         with h5py.File(data_path, "r") as f:
             rendered = model(torch.from_numpy(attributes["q"][found]).double()).numpy()
-            rmse = np.sqrt(np.mean((rendered - f["landmarks"][()][found]) ** 2))
+            weights = (model.landmark_weights / model.landmark_weights.mean()).numpy()[:, None]  # the fit's weights
+            rmse = np.sqrt(np.mean(weights * (rendered - f["landmarks"][()][found]) ** 2))
         assert rmse == pytest.approx(result["rmse"], rel=1e-3)
 
     png = (tmp_path / "model.png").read_bytes()

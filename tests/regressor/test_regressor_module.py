@@ -13,6 +13,27 @@ def test_landmark_squared_error_definition():
     torch.testing.assert_close(landmark_squared_error(predicted, target), torch.tensor([25.0 / 3, 0.0]))
 
 
+def test_landmark_squared_error_weights_the_landmarks():
+    target = torch.zeros(2, 3, 2)
+    predicted = target.clone()
+    predicted[0, 0] = torch.tensor([3.0, 4.0])
+    predicted[1, 2] = torch.tensor([0.0, 2.0])
+    weights = torch.tensor([0.0, 1.0, 3.0])
+    torch.testing.assert_close(landmark_squared_error(predicted, target, weights), torch.tensor([0.0, 3.0]))
+
+
+def test_the_loss_weights_the_landmarks_as_the_nrsfm_fit_did(standin):
+    datamodule = LatentLandmarkDataModule(standin.samples, standin.nrsfm_dir, "w", batch_size=64)
+    data = datamodule.loaded
+    module = AttributeRegressorModule(data.nrsfm, 16, width=32, depth=1)
+    batch = datamodule.dataset("train").__getitems__(range(32))
+    moved = dict(batch, landmarks=batch["landmarks"].clone())
+    moved["landmarks"][:, :17] += 1.0  # only the jaw line
+    assert bool((module._losses(moved)[0] > module._losses(batch)[0]).all())
+    module.nrsfm.metadata["landmark_weights"] = [0.0] * 17 + [1.0] * 51
+    torch.testing.assert_close(module._losses(moved)[0], module._losses(batch)[0])
+
+
 def test_batches_are_gathered_tensors_and_splits_are_disjoint(standin):
     datamodule = LatentLandmarkDataModule(standin.samples, standin.nrsfm_dir, "w", batch_size=64)
     datamodule.setup()
