@@ -93,7 +93,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with torch.no_grad():
         q0 = regressor(latent_target)
     target = reenact_target(
-        q0, q_smoothed, cfg.parts, cfg.mode, model, strict=bool(cfg.strict), num_std=float(cfg.num_std)
+        q0,
+        q_smoothed,
+        cfg.parts,
+        cfg.mode,
+        model,
+        free=list(cfg.free),
+        strict=bool(cfg.strict),
+        num_std=float(cfg.num_std),
     )
     target = hold_alpha(cfg, generator, regressor, q0.expand(len(target.q), -1), target)
     latents, q_edit = editor(cfg, generator, regressor, latent_target, target, int(cfg.batch_size))

@@ -111,11 +111,13 @@ def reenact_target(
     mode: str,
     model: NRSfMModel,
     *,
+    free: list[str] | tuple[str, ...] = (),
     strict: bool = False,
     num_std: float = 3.0,
 ) -> EditTarget:
     """Per-frame EditTarget: q_target (1, D) the target face, q_driving (T, D) the driver per frame
-    (no NaN) -> q (T, D) as the module docstring says, clamped to the training range (`strict`: refused)."""
+    (no NaN) -> q (T, D) as the module docstring says, clamped to the training range (`strict`: refused);
+    the entries named in `free` (e.g. camera, translation) are left to the editor instead of held."""
     if parts not in PARTS:
         raise UserError(f"parts must be one of {', '.join(PARTS)}, got {parts!r}")
     if mode not in MODES:
@@ -124,7 +126,9 @@ def reenact_target(
     check_shape(q_driving, ("T", model.layout.dim), "q_driving")
     source = q_driving if mode == "absolute" else q_target + (q_driving - q_driving[:1])
     destination = q_target.expand(len(q_driving), -1)
-    return transfer_target(source.to(q_target), destination, PARTS[parts], model, strict=strict, num_std=num_std)
+    return transfer_target(
+        source.to(q_target), destination, PARTS[parts], model, free=free, strict=strict, num_std=num_std
+    )
 
 
 def edit_frames(
