@@ -119,7 +119,8 @@ def main() -> None:
     model_result = torch.rad2deg(q_result[:, 3:5].double())
     print(
         f"\n{args.num_frames} frames, driver seed {args.driver_seed} -> target seed {args.target}, mode={args.mode}, "
-        f"parts={args.parts}; smoothing: {result['smoothing']}; driving frames without a face: {result['num_interpolated']}; "
+        f"parts={args.parts}; smoothing: {result['smoothing']}; edits: {result['trajectory']}; "
+        f"driving frames without a face: {result['num_interpolated']}; "
         f"result frames without a face: {int((~detections.found).sum())}\n"
     )
     print("| per frame, result vs driver | pitch | yaw |\n|---|---|---|")

@@ -4,11 +4,13 @@ The driving face (a video, a folder of pictures, or a latent file whose faces th
 is read frame by frame (``frames.start/stop/step``); its landmarks come from the detector the NRSfM
 model was fit on and its q from `nrsfm.fit_q`, batched and warm-started (`editing.sources`). Frames
 without a face are filled by interpolation in q and counted, then q is smoothed over time
-(``smoothing``: a zero-phase Savitzky-Golay filter, `editing.smoothing`), and so, with
-``smooth_latents=true`` (default), are the edited latents. The target face (a seed or a
+(``smoothing``: a zero-phase Savitzky-Golay filter, `editing.smoothing`). The target face (a seed or a
 latent file with one face) takes the driver's ``parts`` (pose, expression or both) per frame,
-``mode=absolute`` or ``relative`` (puppeteering; `editing.reenactment`), through batched edits
-warm-started from the previous frames' results. Writes reenact.mp4 (driving | result), reenact.png
+``mode=absolute`` or ``relative`` (puppeteering; `editing.reenactment`). ``trajectory`` says how its
+latents follow the frames: ``joint`` (default) edits all frames at once with a second-difference
+penalty on the latents over time (`editing.reenact_trajectory`), ``frames`` runs the configured editor
+frame by frame, batched and warm-started from the previous frames' results. With
+``smooth_latents=true`` the edited latents are also filtered over time with the q filter. Writes reenact.mp4 (driving | result), reenact.png
 (a strip of frames), edited.npz (w (T, num_ws, w_dim)) and q.csv (`editing.reenact_outputs`) and prints where.
 """
 
@@ -28,7 +30,7 @@ from common.cli import exit_on_user_error, launch
 from common.errors import UserError
 from editing.latents import latents_from_file, resolve_faces
 from editing.reenact_outputs import compose_frames, write_reenact_outputs
-from editing.reenactment import MODES, PARTS, edit_frames, reenact_target
+from editing.reenactment import MODES, PARTS, ClipEditor, reenact_target
 from editing.render import render
 from editing.session import hold_alpha, load_generator, load_regressor, output_dir
 from editing.smoothing import TemporalFilter, fill_missing
@@ -68,6 +70,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         int(cfg.frames.start), None if cfg.frames.stop is None else int(cfg.frames.stop), int(cfg.frames.step)
     )
     smoothing = TemporalFilter(**OmegaConf.to_container(cfg.smoothing, resolve=True))
+    editor = ClipEditor(**OmegaConf.to_container(cfg.trajectory, resolve=True))
     generator = load_generator(cfg)
     psi = float(cfg.truncation_psi)
     latent_target = resolve_faces(generator, cfg.target, cfg.latent_space, psi)
@@ -90,10 +93,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with torch.no_grad():
         q0 = regressor(latent_target)
     target = reenact_target(
-        q0, q_smoothed, cfg.parts, cfg.mode, model, strict=bool(cfg.strict), num_std=float(cfg.num_std)
+        q0,
+        q_smoothed,
+        cfg.parts,
+        cfg.mode,
+        model,
+        free=list(cfg.free),
+        strict=bool(cfg.strict),
+        num_std=float(cfg.num_std),
     )
     target = hold_alpha(cfg, generator, regressor, q0.expand(len(target.q), -1), target)
-    latents, q_edit = edit_frames(cfg, generator, regressor, latent_target, target, int(cfg.batch_size))
+    latents, q_edit = editor(cfg, generator, regressor, latent_target, target, int(cfg.batch_size))
     if cfg.smooth_latents:
         latents = smoothing.smooth(latents)
         with torch.no_grad():
@@ -127,6 +137,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "parts": cfg.parts,
         "mode": cfg.mode,
         "smoothing": smoothing.describe(),
+        "trajectory": editor.describe(),
         "smooth_latents": bool(cfg.smooth_latents),
         "frames_without_face": observed.num_missing,
         "edit": OmegaConf.to_container(cfg.edit, resolve=True),
@@ -142,7 +153,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     num_frames = len(driving.frames)
     print(
         f"reenact: {num_frames} frames, {observed.num_missing} without a face (interpolated in q); "
-        f"smoothing: {smoothing.describe()}"
+        f"smoothing: {smoothing.describe()}; edits: {editor.describe()}"
     )
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
@@ -152,6 +163,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "num_frames": num_frames,
         "num_interpolated": observed.num_missing,
         "smoothing": smoothing.describe(),
+        "trajectory": editor.describe(),
         "seconds": seconds,
         "latents_array": latents,
         "q_edit": q_edit,

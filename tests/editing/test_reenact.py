@@ -35,6 +35,7 @@ def reenact_config(tmp_path, regressor_path, *overrides, detector=None):
                 f"out_dir={tmp_path / 'out'}",
                 "edit.num_steps=4",
                 "edit.damping=0.01",
+                "trajectory.damping=0.01",
                 "hold_alpha=fixed",
                 "batch_size=5",
                 "smooth_latents=false",
@@ -112,14 +113,12 @@ def test_absolute_mode_takes_the_driver_relative_mode_its_motion(tmp_path, regre
         np.testing.assert_allclose(a["q_target"][:, 6:], np.broadcast_to(q0[6:], a["q_target"][:, 6:].shape), atol=1e-5)
 
 
-def test_results_reach_their_targets_and_do_not_depend_on_the_batch_size(tmp_path, regressor_path):
+@pytest.mark.parametrize("method", ["joint", "frames"])
+def test_results_reach_their_targets_and_do_not_depend_on_the_batch_size(tmp_path, regressor_path, method):
     latents = save_latents(tmp_path / "driver.npz", driving_ws(), {"generator": "tiny"})
-    one = reenact.run(
-        reenact_config(tmp_path / "one", regressor_path, f"driving={latents}", "batch_size=1", "mode=relative")
-    )
-    many = reenact.run(
-        reenact_config(tmp_path / "many", regressor_path, f"driving={latents}", "batch_size=5", "mode=relative")
-    )
+    settings = (f"driving={latents}", "mode=relative", f"trajectory.method={method}")
+    one = reenact.run(reenact_config(tmp_path / "one", regressor_path, *settings, "batch_size=1"))
+    many = reenact.run(reenact_config(tmp_path / "many", regressor_path, *settings, "batch_size=5"))
     with np.load(one["latents"]) as a, np.load(many["latents"]) as b:
         assert within_std(a["q_edit"], a["q_target"], regressor_path) < 0.02
         np.testing.assert_allclose(a["w"], b["w"], atol=1e-4)
@@ -157,6 +156,8 @@ def test_bad_input_is_one_line_each(tmp_path, regressor_path, driving_video):
         ),
         ((f"driving={driving_video}", "parts=face"), "parts must be one of pose, expression, both"),
         ((f"driving={driving_video}", "smoothing.window=4"), "odd window"),
+        ((f"driving={driving_video}", "trajectory.method=spline"), "trajectory.method must be one of joint, frames"),
+        ((f"driving={driving_video}", "trajectory.damping=0"), "trajectory needs num_steps >= 1, damping > 0"),
         ((f"driving={driving_video}", "target=[1,2]"), "target must be one face"),
         (("driving=???",), "config value driving is missing"),
     ]
