@@ -4,7 +4,7 @@ For every ``*.npz`` in DIR (arrays ``landmarks`` (N, L, 2), ``X_cam``, ``S_world
 (N, 3, 3), ``rot_struct``; the format of ``../shared/data/nrsfm_mocap/``) it fits
 `nrsfm.deforming.factorize_deforming` with the camera rank and k chosen by its held-out rules (no
 ground truth), the frames taken as one sequence (the width of the temporal smoothing of the basis
-coefficients chosen among ``--temporal-widths`` by held-out error), and prints
+coefficients chosen among ``--temporal-widths`` by the held-out errors), and prints
 
     <name> e3d=<value> rot_err_deg=<median> K=<k> time_s=<s>
 
@@ -34,7 +34,7 @@ from nrsfm.evaluation import e3d
 from nrsfm.factorize import factorize
 from nrsfm.geometry import euler_angles_to_matrix
 
-TEMPORAL_WIDTHS = (0.0, 2.0, 5.0)
+TEMPORAL_WIDTHS = (0.0, 5.0)
 
 PUBLISHED = {  # e3D (K of full basis shapes) from the data README: PTA (Akhter et al. 2011), BMM (Dai, Li & He 2012)
     "drink": ("0.0250 (13)", "0.0266 (12)"),

@@ -12,10 +12,10 @@ deformation for rotation when the deformation is strong. Steps (no loop over sam
    than `ELBOW_GAIN` (relative), or stops lowering it.
 2. Structure with those cameras fixed: mean shape plus k full 3 x L basis shapes by alternating
    projections on the unknown depths (`nrsfm.known_cameras`); for a sequence the basis coefficients
-   can be smoothed in time after every projection. With several candidate widths of that smoothing
-   (`temporal_widths`, 0 meaning none) the one with the lowest held-out error of c shapes is used.
+   can be smoothed in time after every projection (`temporal_widths`, candidate widths, 0 meaning none).
 3. k is chosen when not given by the same elbow rule on the held-out errors of k = 1..max_shapes
-   full shapes with the cameras of step 1 fixed (and the chosen temporal smoothing).
+   full shapes with the cameras of step 1 fixed. With several candidate widths, those errors are
+   computed for each, and the width whose errors have the lowest mean logarithm is used.
 4. The k full basis shapes become 3k rank-one basis shapes (one per full shape and axis: d_k is a
    coordinate axis, b_k that axis's row of the full shape, normalised), so K = 3k.
 5. Gauges: the frame is rotated by the mean camera rotation (theta = 0 is the average view); the
@@ -29,6 +29,7 @@ with a logged warning.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import torch
@@ -93,9 +94,13 @@ def factorize_deforming(
     if camera_shapes is None:
         camera_shapes, camera_held_out_errors = choose_camera_shapes(centred, max_shapes, num_iterations)
     cameras = estimate_cameras(centred, camera_shapes)
-    temporal_width = choose_temporal_width(centred, cameras, camera_shapes, temporal_widths, num_iterations)
-    if num_shapes is None:
-        num_shapes, held_out_errors = choose_num_shapes(centred, cameras, max_shapes, num_iterations, temporal_width)
+    if num_shapes is None or len(temporal_widths) > 1:
+        chosen, temporal_width, held_out_errors = choose_num_shapes_and_width(
+            centred, cameras, temporal_widths, max_shapes, num_iterations
+        )
+        num_shapes = chosen if num_shapes is None else num_shapes
+    else:
+        temporal_width = float(temporal_widths[0])
     basis, coefficients = fit_shape_basis(centred, cameras, num_shapes, num_iterations, temporal_width=temporal_width)
     shapes = basis[0] + torch.einsum("nj,jla->nla", coefficients, basis[1:])
     rmse = float((shapes @ cameras.transpose(1, 2) - centred).square().mean().sqrt())
@@ -176,39 +181,28 @@ def choose_camera_shapes(
     return elbow(errors), errors
 
 
-def choose_num_shapes(
+def choose_num_shapes_and_width(
     centred: torch.Tensor,
     cameras: torch.Tensor,
+    temporal_widths: Sequence[float] = (0.0,),
     max_shapes: int = MAX_SHAPES,
     num_iterations: int = 100,
-    temporal_width: float = 0.0,
-) -> tuple[int, list[float]]:
-    """k of step 3 (module docstring): the elbow of the held-out errors of k shapes with fixed cameras (N, 2, 3).
+) -> tuple[int, float, list[float]]:
+    """k and the temporal width of step 3 (module docstring) for fixed cameras (N, 2, 3).
 
-    centred (N, L, 2) -> (k, held-out errors for k = 1..max).
+    centred (N, L, 2) -> (k, width, held-out errors for k = 1..max with that width).
     """
-    errors = [
-        held_out_error(centred, cameras, num_shapes, num_iterations=num_iterations, temporal_width=temporal_width)
-        for num_shapes in range(1, _largest_num_shapes(centred, max_shapes) + 1)
-    ]
-    return elbow(errors), errors
-
-
-def choose_temporal_width(
-    centred: torch.Tensor,
-    cameras: torch.Tensor,
-    num_shapes: int,
-    temporal_widths: Sequence[float],
-    num_iterations: int = 100,
-) -> float:
-    """The width among `temporal_widths` with the lowest held-out error of `num_shapes` shapes (first on ties)."""
-    if len(temporal_widths) == 1:
-        return float(temporal_widths[0])
-    errors = [
-        held_out_error(centred, cameras, num_shapes, num_iterations=num_iterations, temporal_width=width)
-        for width in temporal_widths
-    ]
-    return float(temporal_widths[min(range(len(errors)), key=errors.__getitem__)])
+    best = None
+    for width in temporal_widths:
+        errors = [
+            held_out_error(centred, cameras, num_shapes, num_iterations=num_iterations, temporal_width=width)
+            for num_shapes in range(1, _largest_num_shapes(centred, max_shapes) + 1)
+        ]
+        score = sum(math.log(max(error, 1e-300)) for error in errors) / len(errors)
+        if best is None or score < best[0]:
+            best = (score, float(width), errors)
+    _, width, errors = best
+    return elbow(errors), width, errors
 
 
 def elbow(errors: list[float]) -> int:
