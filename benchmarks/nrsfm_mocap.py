@@ -161,16 +161,15 @@ def main() -> None:
                 text, _, _ = line(f"  face path K={num_basis}", factorize, (landmarks, found, num_basis), data)
                 print(text, flush=True)
         table.append((path.stem, chosen, model.num_basis, unsmoothed, fixed, mean_shape_floor(data)))
-    print(
-        "\n| sequence | PTA | BMM | mean-shape floor | ours, K rule (K) | same c, k without smoothing | "
-        + " | ".join(f"k={k}" for k in args.fixed)
-        + " |"
-    )
-    print("|---" * (6 + len(args.fixed)) + "|")
+    headers = ["sequence", "PTA", "BMM", "mean-shape floor", "ours, K rule (K)", "same c, k without smoothing"]
+    headers += [f"k={k}" for k in args.fixed]
+    print("\n| " + " | ".join(headers) + " |")
+    print("|---" * len(headers) + "|")
     for name, chosen, num_basis, unsmoothed, fixed, floor in table:
         pta, bmm = PUBLISHED.get(name, ("-", "-"))
-        cells = " | ".join(f"{fixed[k]:.4f}" if k in fixed else "-" for k in args.fixed)
-        print(f"| {name} | {pta} | {bmm} | {floor:.3f} | {chosen:.4f} ({num_basis}) | {unsmoothed:.4f} | {cells} |")
+        cells = [name, pta, bmm, f"{floor:.3f}", f"{chosen:.4f} ({num_basis})", f"{unsmoothed:.4f}"]
+        cells += [f"{fixed[k]:.4f}" if k in fixed else "-" for k in args.fixed]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ def fit_model_data(seed, num_refine_steps=200):
 
 def test_corrective_start_recovers_noise_free_model_data():
     """Seed 7 is one the rigid rank-3 start loses (its rotations end about 30 degrees off)."""
-    data, model, q = fit_model_data(7)
+    data, model, q = fit_model_data(7, num_refine_steps=0)
     assert median_rotation_error_deg(q, data.q) < 0.1
-    assert model.metadata["initial_cameras"] == "corrective" and model.metadata["rmse"] < 1e-6
+    assert model.metadata["initial_cameras"] == "corrective" and model.metadata["rmse"] < 1e-3
 
 
 @pytest.mark.slow
