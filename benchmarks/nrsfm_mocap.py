@@ -2,14 +2,17 @@
 
 For every ``*.npz`` in DIR (arrays ``landmarks`` (N, L, 2), ``X_cam``, ``S_world`` (N, L, 3), ``R``
 (N, 3, 3), ``rot_struct``; the format of ``../shared/data/nrsfm_mocap/``) it fits
-`nrsfm.deforming.factorize_deforming` with k chosen by its held-out rule (no ground truth) and prints
+`nrsfm.deforming.factorize_deforming` with the camera rank and k chosen by its held-out rules (no
+ground truth), the frames taken as one sequence (the width of the temporal smoothing of the basis
+coefficients chosen among ``--temporal-widths`` by the held-out errors), and prints
 
     <name> e3d=<value> rot_err_deg=<median> K=<k> time_s=<s>
 
 (K counts rank-one basis shapes, 3 per full shape; rot_err_deg is nan where the file's cameras are
-all the identity), then the same with every fixed k in --fixed, the face path
-(`nrsfm.factorize.factorize`) at --face-k, and a table with the published PTA and BMM numbers and
-the mean-shape floor (the true mean shape placed rigidly in every frame).
+all the identity), then the same with every fixed k in --fixed (cameras as chosen by the rule), the
+same c and k without the temporal smoothing, the face path (`nrsfm.factorize.factorize`) at
+--face-k, and a table with the published PTA and BMM numbers and the mean-shape floor (the true
+mean shape placed rigidly in every frame).
 
     python -m benchmarks.nrsfm_mocap                      # data in ../shared/data/nrsfm_mocap/
     python -m benchmarks.nrsfm_mocap --data DIR --fixed 1 2 3 4 5 6
@@ -30,6 +33,8 @@ from nrsfm.deforming import factorize_deforming
 from nrsfm.evaluation import e3d
 from nrsfm.factorize import factorize
 from nrsfm.geometry import euler_angles_to_matrix
+
+TEMPORAL_WIDTHS = (0.0, 5.0)
 
 PUBLISHED = {  # e3D (K of full basis shapes) from the data README: PTA (Akhter et al. 2011), BMM (Dai, Li & He 2012)
     "drink": ("0.0250 (13)", "0.0266 (12)"),
@@ -85,13 +90,14 @@ def mean_shape_floor(data: dict[str, np.ndarray]) -> float:
     return e3d(mean, world)
 
 
-def line(name: str, fit, arguments: tuple, data: dict[str, np.ndarray]) -> tuple[str, float]:
-    """Run fit(*arguments) -> (model, q) and format its result line; also return its e3D."""
+def line(name: str, fit, arguments: tuple, data: dict[str, np.ndarray], **options) -> tuple[str, float, object]:
+    """Run fit(*arguments, **options) -> (model, q) and format its result line; also return its e3D and the model."""
     start = time.perf_counter()
-    model, q = fit(*arguments)
+    model, q = fit(*arguments, **options)
     elapsed = time.perf_counter() - start
     error, rotation_error = scores(model, q, data)
-    return f"{name} e3d={error:.4f} rot_err_deg={rotation_error:.2f} K={model.num_basis} time_s={elapsed:.2f}", error
+    text = f"{name} e3d={error:.4f} rot_err_deg={rotation_error:.2f} K={model.num_basis} time_s={elapsed:.2f}"
+    return text, error, model
 
 
 def main() -> None:
@@ -101,6 +107,13 @@ def main() -> None:
         "--fixed", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6], help="fixed numbers of full shapes k"
     )
     parser.add_argument("--face-k", type=int, nargs="*", default=[12], help="K of the face path (factorize) rows")
+    parser.add_argument(
+        "--temporal-widths",
+        type=float,
+        nargs="+",
+        default=list(TEMPORAL_WIDTHS),
+        help="candidate widths (frames) of the temporal smoothing (0: none)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads is not None:
@@ -115,31 +128,48 @@ def main() -> None:
             data = {key: archive[key] for key in archive.files}
         landmarks = torch.from_numpy(data["landmarks"]).to(torch.float64)
         found = torch.ones(len(landmarks), dtype=torch.bool)
-        text, chosen = line(path.stem, factorize_deforming, (landmarks, found), data)
+        text, chosen, model = line(
+            path.stem, factorize_deforming, (landmarks, found), data, temporal_widths=args.temporal_widths
+        )
         print(text, flush=True)
+        camera_shapes, num_shapes = model.metadata["camera_shapes"], model.metadata["num_shapes"]
+        width = model.metadata["temporal_width"]
+        print(f"  camera c={camera_shapes}, structure k={num_shapes}, temporal width {width:g}", flush=True)
         fixed = {}
-        for num_shapes in args.fixed:
-            if 3 * num_shapes > landmarks.shape[1] - 4:
+        for value in args.fixed:
+            if 3 * value > landmarks.shape[1] - 4:
                 continue
-            text, fixed[num_shapes] = line(
-                f"  fixed k={num_shapes}", factorize_deforming, (landmarks, found, num_shapes), data
+            text, fixed[value], _ = line(
+                f"  fixed k={value}",
+                factorize_deforming,
+                (landmarks, found, value),
+                data,
+                camera_shapes=camera_shapes,
+                temporal_widths=[model.metadata["temporal_width"]],
             )
             print(text, flush=True)
+        text, unsmoothed, _ = line(
+            "  no temporal smoothing",
+            factorize_deforming,
+            (landmarks, found, num_shapes),
+            data,
+            camera_shapes=camera_shapes,
+        )
+        print(text, flush=True)
         for num_basis in args.face_k:
             if num_basis <= landmarks.shape[1] - 4:
-                text, _ = line(f"  face path K={num_basis}", factorize, (landmarks, found, num_basis), data)
+                text, _, _ = line(f"  face path K={num_basis}", factorize, (landmarks, found, num_basis), data)
                 print(text, flush=True)
-        table.append((path.stem, chosen, fixed, mean_shape_floor(data)))
-    print(
-        "\n| sequence | PTA | BMM | mean-shape floor | ours, K rule | "
-        + " | ".join(f"k={k}" for k in args.fixed)
-        + " |"
-    )
-    print("|---" * (5 + len(args.fixed)) + "|")
-    for name, chosen, fixed, floor in table:
+        table.append((path.stem, chosen, model.num_basis, unsmoothed, fixed, mean_shape_floor(data)))
+    headers = ["sequence", "PTA", "BMM", "mean-shape floor", "ours, K rule (K)", "same c, k without smoothing"]
+    headers += [f"k={k}" for k in args.fixed]
+    print("\n| " + " | ".join(headers) + " |")
+    print("|---" * len(headers) + "|")
+    for name, chosen, num_basis, unsmoothed, fixed, floor in table:
         pta, bmm = PUBLISHED.get(name, ("-", "-"))
-        cells = " | ".join(f"{fixed[k]:.4f}" if k in fixed else "-" for k in args.fixed)
-        print(f"| {name} | {pta} | {bmm} | {floor:.3f} | {chosen:.4f} | {cells} |")
+        cells = [name, pta, bmm, f"{floor:.3f}", f"{chosen:.4f} ({num_basis})", f"{unsmoothed:.4f}"]
+        cells += [f"{fixed[k]:.4f}" if k in fixed else "-" for k in args.fixed]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

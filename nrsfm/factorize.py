@@ -71,6 +71,7 @@ from nrsfm.camera import camera_to_intrinsics_rotation, inverse_3x3, nearest_rot
 from nrsfm.contour import contour_weights
 from nrsfm.facing import MIRROR_RULES, faces_camera, generic_mirror_rule, nose_tip_index
 from nrsfm.geometry import matrix_to_euler_angles
+from nrsfm.known_cameras import fit_shape_basis, rank_one_rows
 from nrsfm.model import NRSfMModel
 from nrsfm.rotations import corrective_triple, nearest_scaled_orthographic
 
@@ -353,17 +354,14 @@ def _two_step(
 
 
 def _corrective_start(reduced: torch.Tensor, num_basis: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cameras (N, 2, 3) from the corrective matrix of `nrsfm.rotations` (scaled-orthographic), the
-    rigid least-squares B0 rows E (3, r) for them and the b_k rows F (K, r): the top right singular
-    vectors of the residuals lifted to 3D by the cameras' transposes."""
+    """Cameras (N, 2, 3) from the corrective matrix of `nrsfm.rotations` (scaled-orthographic), then
+    with them fixed the mean shape rows E (3, r) and K full shapes (`nrsfm.known_cameras`, the r rows
+    taken as points), whose span is split into the rank-one shapes' b_k rows F (K, r)."""
     triple = corrective_triple(reduced, orthographic=False)
     cameras = nearest_scaled_orthographic(reduced @ triple)
     cameras = cameras / cameras.square().sum((1, 2)).mean().div(2).sqrt()
-    gram = torch.einsum("nca,ncb->ab", cameras, cameras)
-    mean_rows = torch.linalg.solve(gram, torch.einsum("nca,ncr->ar", cameras, reduced))
-    lifted = cameras.transpose(1, 2) @ (reduced - cameras @ mean_rows)  # (N, 3, r)
-    _, _, vh = torch.linalg.svd(lifted.flatten(0, 1), full_matrices=False)
-    return cameras, mean_rows, vh[:num_basis]
+    shape_basis, _ = fit_shape_basis(reduced.transpose(1, 2), cameras, num_basis)
+    return cameras, shape_basis[0].T.contiguous(), rank_one_rows(shape_basis[1:])
 
 
 def _initial_directions(cameras: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

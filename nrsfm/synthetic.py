@@ -1,8 +1,9 @@
 """Synthetic landmark sets drawn from the rank-one model itself, with known ground truth.
 
 Used by the tests and `benchmarks/nrsfm_fit.py` to measure how well `factorize` recovers a model.
-Ground truth: a random centred B0 (L, 3) whose nose landmark (rule of `nrsfm.facing`) is moved
-0.1 in front of the nearest other landmark (toward the camera), unit d_k, orthonormal b_k orthogonal to the all-ones vector (so shapes stay centred),
+Ground truth: a random centred B0 (L, 3) whose nose landmark (rule of `nrsfm.facing`; its index is
+the model's ``metadata["nose_index"]``) is moved 0.1 in front of the nearest other landmark (toward
+the camera), unit d_k, orthonormal b_k orthogonal to the all-ones vector (so shapes stay centred),
 alpha_k ~ N(0, (0.5 * 0.85^k)^2), rotations uniform within +-25 deg pitch, +-45 deg yaw, +-20 deg roll,
 weak-perspective cameras k11 = k22 ~ U(0.8, 1.2), k12 = 0, translations ~ U(0.4, 0.6), and
 Gaussian noise of standard deviation `noise` on every coordinate.
@@ -78,7 +79,7 @@ def synthetic_landmarks(
         basis,
         torch.zeros(dim, dtype=torch.float64),
         torch.ones(dim, dtype=torch.float64),
-        {"landmarks": "synthetic"},
+        {"landmarks": "synthetic", "nose_index": nose},
     )
     landmarks = model(q) + noise * normal(num_samples, num_landmarks, 2)
     return SyntheticNRSfM(model.to(dtype), q.to(dtype), landmarks.to(dtype))

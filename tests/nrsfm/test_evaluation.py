@@ -72,8 +72,18 @@ def test_bad_shapes_are_value_errors():
 
 
 @pytest.mark.skipif(SHARED is None, reason="the benchmark sequences (shared/data/nrsfm_mocap) are not on this machine")
-@pytest.mark.parametrize(("name", "published"), [("drink", 0.0250), ("stretch", 0.1088)])
+@pytest.mark.parametrize(("name", "published"), [("drink", 0.0250), ("pickup", 0.2369), ("stretch", 0.1088)])
 def test_pta_reconstruction_scores_its_published_error(name, published):
     with np.load(SHARED / f"{name}.npz") as data:
-        value = e3d(torch.from_numpy(data["S_pta"]), torch.from_numpy(data["S_world"]))
-    assert math.isclose(value, published, abs_tol=1e-3)
+        estimate, truth = torch.from_numpy(data["S_pta"]), torch.from_numpy(data["S_world"])
+    assert math.isclose(e3d(estimate, truth, alignment="projected"), published, abs_tol=1e-3)
+    assert e3d(estimate, truth) <= e3d(estimate, truth, alignment="projected") + 1e-12
+
+
+def test_projected_alignment_is_orthogonal_and_exact_for_a_rotated_copy():
+    generator = torch.Generator().manual_seed(2)
+    truth = torch.randn(6, 9, 3, generator=generator, dtype=torch.float64)
+    rotation = euler_angles_to_matrix(torch.tensor([0.4, 1.1, -0.3], dtype=torch.float64))
+    assert e3d(truth @ rotation.T, truth, alignment="projected") < 1e-10
+    with pytest.raises(ValueError, match="alignment"):
+        e3d(truth, truth, alignment="affine")

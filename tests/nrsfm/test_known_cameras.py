@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nrsfm.evaluation import e3d
-from nrsfm.known_cameras import fit_shape_basis, held_out_error
+from nrsfm.known_cameras import fit_shape_basis, held_out_error, rank_one_rows
 from nrsfm.synthetic import synthetic_deforming
 
 
@@ -28,3 +28,16 @@ def test_held_out_error_drops_at_the_true_number_of_shapes(data):
 def test_bad_number_of_shapes_is_a_value_error(data):
     with pytest.raises(ValueError, match="num_shapes"):
         fit_shape_basis(data.landmarks, data.rotations[:, :2], num_shapes=80)
+
+
+def test_rank_one_rows_unmix_a_basis_of_rank_one_shapes():
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.linalg.qr(torch.randn(20, 5, generator=generator, dtype=torch.float64))[0].T  # (5, 20) orthonormal
+    directions = torch.nn.functional.normalize(torch.randn(5, 3, generator=generator, dtype=torch.float64), dim=-1)
+    mixing = torch.randn(5, 5, generator=generator, dtype=torch.float64)
+    shape_basis = torch.einsum("jk,kp,ka->jpa", mixing, rows, directions)  # (5, 20, 3) full shapes mixing them
+    found = rank_one_rows(shape_basis)
+    assert found.shape == (5, 20)
+    match = (found @ rows.T).abs()
+    assert torch.allclose(match.max(1).values, torch.ones(5, dtype=torch.float64), atol=1e-8)
+    assert sorted(match.argmax(1).tolist()) == list(range(5))
