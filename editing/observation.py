@@ -23,6 +23,7 @@ class Observation:
         embedding: (B, E) identity embeddings.
         truth: ground truth of the generator (rotation_deg (B, 3), expression (B, E), identity (B, I)) or None.
         q: (B, D) q the image shows, `image_attributes` of the landmarks (NaN rows where not found).
+        border: (B, 3) mean colour of the image's outer frame (`border_colour`, [0, 1]), or None.
     """
 
     landmarks: torch.Tensor
@@ -30,6 +31,16 @@ class Observation:
     embedding: torch.Tensor
     truth: dict[str, torch.Tensor] | None
     q: torch.Tensor
+    border: torch.Tensor | None = None
+
+
+def border_colour(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) images in [-1, 1] -> (B, 3) mean colour in [0, 1] of their outer frame, a thirty-second
+    of the shorter side wide (at least one pixel): where a portrait shows background."""
+    width = max(1, min(images.shape[-2:]) // 32)
+    frame = torch.ones(images.shape[-2:], dtype=torch.bool, device=images.device)
+    frame[width:-width, width:-width] = False
+    return (images[..., frame].mean(-1) + 1.0) / 2.0
 
 
 def image_attributes(
@@ -47,7 +58,7 @@ def observe(
 ) -> Observation:
     """Render latents (B, *S) in chunks, detect landmarks, embed identities, read the truth and fit the
     q each image shows (warm-started from phi)."""
-    parts: dict[str, list] = {"landmarks": [], "found": [], "embedding": [], "truth": []}
+    parts: dict[str, list] = {"landmarks": [], "found": [], "embedding": [], "truth": [], "border": []}
     size = float(generator.img_resolution)
     has_truth = callable(getattr(generator, "ground_truth", None))
     with torch.no_grad():
@@ -58,6 +69,7 @@ def observe(
             parts["landmarks"].append(detections.landmarks / size)
             parts["found"].append(detections.found)
             parts["embedding"].append(identity.embed(images).float())
+            parts["border"].append(border_colour(images).float())
             if has_truth:
                 truth = generator.ground_truth(ws)
                 parts["truth"].append({key: truth[key].float() for key in ("rotation_deg", "expression", "identity")})
@@ -65,12 +77,13 @@ def observe(
     landmarks, found = torch.cat(parts["landmarks"]), torch.cat(parts["found"])
     with torch.no_grad():
         q = image_attributes(regressor.nrsfm, landmarks, found, regressor(latents))
-    return Observation(landmarks, found, torch.cat(parts["embedding"]), truth, q)
+    return Observation(landmarks, found, torch.cat(parts["embedding"]), truth, q, torch.cat(parts["border"]))
 
 
 def first_faces(observation: Observation, n: int) -> Observation:
     """The first n faces of `observation`."""
     truth = {k: v[:n] for k, v in observation.truth.items()} if observation.truth is not None else None
+    border = observation.border[:n] if observation.border is not None else None
     return Observation(
-        observation.landmarks[:n], observation.found[:n], observation.embedding[:n], truth, observation.q[:n]
+        observation.landmarks[:n], observation.found[:n], observation.embedding[:n], truth, observation.q[:n], border
     )
