@@ -7,12 +7,17 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from editing_standins import command_config
+from editing_standins import RESOLUTION, TinyGenerator, command_config
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf, open_dict
 
+from backbones.landmarks.base import Detections
 from common.errors import UserError
-from editing import edit, sample, transfer
+from editing import edit, sample, session, transfer
+from editing.attributes import edit_target
+from editing.linear import LinearEdit
 from editing.outputs import load_latents
+from regressor.export import load_attribute_regressor
 
 
 def test_edit_command_writes_outputs_and_reaches_target(tmp_path, regressor_path, capsys):
@@ -31,8 +36,6 @@ def test_edit_command_writes_outputs_and_reaches_target(tmp_path, regressor_path
 
 
 def test_edit_command_reports_the_detected_landmarks_against_the_target(tmp_path, regressor_path, capsys):
-    from omegaconf import open_dict
-
     cfg = command_config(
         "edit", tmp_path, regressor_path, "faces=[3,4]", "delta.yaw=5", "hold_alpha=fixed", "check_landmarks=true"
     )
@@ -52,22 +55,12 @@ class OffsetDetector:
         self.landmarks_px = landmarks_px
 
     def detect(self, images):
-        from backbones.landmarks.base import Detections
-
         found = torch.ones(len(images), dtype=torch.bool)
         found[-1] = False
         return Detections((self.landmarks_px + torch.tensor([3.0, 4.0])).float(), found, found.float())
 
 
 def test_landmark_check_measures_detected_against_target_landmarks_in_pixels(regressor_path, monkeypatch):
-    from editing import session
-    from editing.attributes import edit_target
-    from editing.linear import LinearEdit
-    from editing_standins import RESOLUTION, TinyGenerator
-    from omegaconf import OmegaConf
-
-    from regressor.export import load_attribute_regressor
-
     regressor = load_attribute_regressor(regressor_path)
     latent = 0.3 * torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
     q = regressor(latent)
