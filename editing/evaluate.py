@@ -254,9 +254,9 @@ def method_metrics(
     )
     change = rotation_change(model, q0, target.q, original, edited)
     metrics.update(image_rotation_metrics(change))
-    if original.border is not None and edited.border is not None:
-        metrics["image border colour moved, median RMS over channels [of 255]"] = median(
-            255.0 * (edited.border - original.border).square().mean(-1).sqrt()
+    if original.background is not None and edited.background is not None:
+        metrics["background colours on the image frame moved, median RMS [of 255]"] = median(
+            255.0 * (edited.background - original.background).square().mean(-1).sqrt()
         )
     if original.truth is not None and edited.truth is not None:
         spread = spread or {key: original.truth[key].std(0) for key in ("expression", "identity")}

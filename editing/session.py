@@ -153,8 +153,9 @@ def apply_editor(
 
     `editor` is a conf/edit node (default ``cfg.edit``); it changes only the rows of ws ``cfg.rows``
     (null: all). What the editor's signature asks for is added: ``metric`` (default
-    `latent_metric`), ``start`` (a latent to start from), and ``generator`` with ``identity`` when
-    its identity term is on (``lambda_id`` > 0; default built from ``cfg.identity``). Returns a
+    `latent_metric`), ``start`` (a latent to start from), ``generator`` when the editor holds the
+    background (``hold_background``), and ``generator`` with ``identity`` when its identity term is on
+    (``lambda_id`` > 0; default built from ``cfg.identity``). Returns a
     LinearEdit or GradientEdit.
     """
     editor_cfg = cfg.edit if editor is None else editor
@@ -165,6 +166,8 @@ def apply_editor(
         runtime["metric"] = metric if metric is not None else latent_metric(cfg, generator)
     if "start" in parameters and start is not None:
         runtime["start"] = start
+    if "generator" in parameters and bool(editor_cfg.get("hold_background", False)):
+        runtime["generator"] = generator
     if "identity" in parameters and float(editor_cfg.get("lambda_id", 0)) > 0:
         runtime.update(
             generator=generator, identity=identity if identity is not None else build(cfg.identity, "identity network")
