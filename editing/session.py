@@ -4,7 +4,7 @@ write the outputs and say where.
 A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) has ``generator``,
 ``identity``, ``edit`` (an editor: conf/edit/linear.yaml or gradient.yaml), ``latent_space``,
 ``truncation_psi``, ``latent_metric``, ``hold_alpha``, ``rows``, ``regressor_path`` (a path, or null to let
-`editing.pipeline` build one), ``pipeline``, ``strict``, ``num_std``, ``free``, ``num_frames`` and
+`editing.pipeline` build one), ``pipeline``, ``strict``, ``num_std``, ``free``, ``num_frames``, ``check_landmarks`` and
 ``out_dir`` (null: a folder under ``${paths.work_dir}/<command>/`` named by a hash of the whole request).
 """
 
