@@ -29,13 +29,19 @@ squared 2D distance (`regressor.module.landmark_squared_error`, the training los
   (`nrsfm.fit_q`, once per image, `Observation.q`), achieved = the change of its angles, against the
   requested change, in the model's degrees: does the image turn as far as the model asked (L_R's
   question for the angles alone).
-Each landmark metric is also given in px^2 at the render size, as the mean 2D error in px, and as
+- yaw (and any angle asked to change) on phi: median |phi(w_edit) - phi(w0) - requested| in model degrees,
+  whether the editor reaches its own target; the faces whose target was clamped are counted;
+- background: how far the mean colours of the image's frame (`editing.background`) moved, per face
+  the RMS over them in 0..255, median over faces.
+Each landmark metric is also given in px^2 at the render size, as the mean 2D error in px, the median
+over faces of each face's mean error in px, and as
 NME (`common.landmarks.nme` against the detected landmarks, mean over faces). Faces where the
 detector finds no face (in the original or the edit) are counted and left out of the landmark metrics.
 
 Ground truth (generators with ``ground_truth(ws)``, i.e. generator=synthetic):
 - rotation: achieved = true (pitch, yaw, roll) after minus before (degrees, wrapped to +-180);
-  requested = the change of q's angles (degrees); reported per axis: median |achieved - requested|,
+  requested = the change of q's angles (degrees); reported per axis: median |achieved - requested|
+  (and against the change asked before clamping),
   mean achieved - requested, and the slope sum(achieved * requested) / sum(requested^2) (1 is right);
 - untouched attributes: how far the true expression and identity coefficients moved, per face the
   RMS over coefficients of |after - before| / (std of that coefficient over all original faces),
