@@ -65,6 +65,7 @@ SETTING_KEYS = (
     "strict",
     "num_std",
     "num_frames",
+    "check_landmarks",
     "out_dir",
     "pipeline",
     "faces",

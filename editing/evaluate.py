@@ -29,13 +29,19 @@ squared 2D distance (`regressor.module.landmark_squared_error`, the training los
   (`nrsfm.fit_q`, once per image, `Observation.q`), achieved = the change of its angles, against the
   requested change, in the model's degrees: does the image turn as far as the model asked (L_R's
   question for the angles alone).
-Each landmark metric is also given in px^2 at the render size, as the mean 2D error in px, and as
+- yaw (and any angle asked to change) on phi: median |phi(w_edit) - phi(w0) - requested| in model degrees,
+  whether the editor reaches its own target; the faces whose target was clamped are counted;
+- background: how far the mean colours of the image's frame (`editing.background`) moved, per face
+  the RMS over them in 0..255, median over faces.
+Each landmark metric is also given in px^2 at the render size, as the mean 2D error in px, the median
+over faces of each face's mean error in px, and as
 NME (`common.landmarks.nme` against the detected landmarks, mean over faces). Faces where the
 detector finds no face (in the original or the edit) are counted and left out of the landmark metrics.
 
 Ground truth (generators with ``ground_truth(ws)``, i.e. generator=synthetic):
 - rotation: achieved = true (pitch, yaw, roll) after minus before (degrees, wrapped to +-180);
-  requested = the change of q's angles (degrees); reported per axis: median |achieved - requested|,
+  requested = the change of q's angles (degrees); reported per axis: median |achieved - requested|
+  (and against the change asked before clamping),
   mean achieved - requested, and the slope sum(achieved * requested) / sum(requested^2) (1 is right);
 - untouched attributes: how far the true expression and identity coefficients moved, per face the
   RMS over coefficients of |after - before| / (std of that coefficient over all original faces),
@@ -82,6 +88,7 @@ from editing.metrics import (
     image_rotation_metrics,
     landmark_metrics,
     median,
+    phi_rotation_metrics,
     preset_correlations,
     rotation_change,
     truth_metrics,
@@ -94,11 +101,13 @@ from nrsfm.model import NRSfMModel
 METHODS = ("linear", "gradient")
 
 
-def evaluation_target(q0: torch.Tensor, cfg: DictConfig, model: NRSfMModel) -> EditTarget:
-    """The edit target of every face (B, 8 + K) under the protocol of the module docstring."""
+def evaluation_target(q0: torch.Tensor, cfg: DictConfig, model: NRSfMModel, clamp: bool = True) -> EditTarget:
+    """The edit target of every face (B, 8 + K) under the protocol of the module docstring; with
+    ``clamp=False`` the request as asked, before `editing.attributes.clamp_to_range`."""
     changes = flatten_changes(OmegaConf.to_container(cfg.changes, resolve=True)) if cfg.changes else {}
+    num_std = float(cfg.num_std) if clamp else math.inf
     if changes:
-        return edit_target(q0, changes, model, free=list(cfg.free), strict=bool(cfg.strict), num_std=float(cfg.num_std))
+        return edit_target(q0, changes, model, free=list(cfg.free), strict=bool(cfg.strict) and clamp, num_std=num_std)
     layout = model.layout
     random = cfg.random_target
     generator = torch.Generator().manual_seed(int(cfg.seed))
@@ -118,7 +127,8 @@ def evaluation_target(q0: torch.Tensor, cfg: DictConfig, model: NRSfMModel) -> E
     free[attribute_indices(list(cfg.free), layout)] = True
     if (free & mask).any():
         raise UserError("an attribute is both edited by the random protocol and listed in free; remove it from free")
-    target = clamp_to_range(target, mask, model, strict=bool(cfg.strict), num_std=float(cfg.num_std))
+    if clamp:
+        target = clamp_to_range(target, mask, model, strict=bool(cfg.strict), num_std=num_std)
     return EditTarget(target, mask, ~free)
 
 
@@ -210,10 +220,12 @@ def method_metrics(
     original: Observation,
     edited: Observation,
     spread: dict[str, torch.Tensor] | None = None,
+    asked: torch.Tensor | None = None,
 ) -> tuple[dict[str, float], RotationChange]:
     """The metrics of one editor on B faces: latents (B, *S) before and after, the target and both observations;
-    `spread` (per truth key the (E,) std of the coefficients; default over these B originals) scales the movement.
-    Also returns the per-face RotationChange the rotation metrics come from."""
+    `spread` (per truth key the (E,) std of the coefficients; default over these B originals) scales the movement;
+    `asked` (B, D) is the request before clamping (default the target). Also returns the per-face RotationChange
+    the rotation metrics come from."""
     generator, regressor, identity = (models[k] for k in ("generator", "regressor", "identity"))
     model = regressor.nrsfm
     with torch.no_grad():
@@ -233,6 +245,13 @@ def method_metrics(
     metrics.update(landmark_metrics("L_L(w)", predicted0[original.found], original.landmarks[original.found], size))
     metrics.update(landmark_metrics("L_L(w_edit)", predicted[edited.found], edited.landmarks[edited.found], size))
     metrics["L_phi [std^2]"] = float(phi_error.mean())
+    angles = model.layout.rotation
+    requested_deg = torch.rad2deg(target.q.to(q0)[:, angles] - q0[:, angles])
+    asked_deg = requested_deg if asked is None else torch.rad2deg(asked.to(q0)[:, angles] - q0[:, angles])
+    if asked is not None:
+        clamped = (target.q.to(q0) - asked.to(q0))[:, target.mask].abs() > 1e-9
+        metrics["faces whose target was clamped to the training range"] = int(clamped.any(-1).sum())
+    metrics.update(phi_rotation_metrics(torch.rad2deg(q_edit[:, angles] - q0[:, angles]), requested_deg))
     metrics.update(landmark_metrics("L_R", requested[both], edited.landmarks[both], size))
     metrics["L_ID"] = (
         float(identity.distance(edited.embedding, original.embedding).mean())
@@ -241,10 +260,13 @@ def method_metrics(
     )
     change = rotation_change(model, q0, target.q, original, edited)
     metrics.update(image_rotation_metrics(change))
+    if original.background is not None and edited.background is not None:
+        metrics["background colours on the image frame moved, median RMS [of 255]"] = median(
+            255.0 * (edited.background - original.background).square().mean(-1).sqrt()
+        )
     if original.truth is not None and edited.truth is not None:
-        requested_deg = torch.rad2deg(target.q.to(q0)[:, model.layout.rotation] - q0[:, model.layout.rotation])
         spread = spread or {key: original.truth[key].std(0) for key in ("expression", "identity")}
-        metrics.update(truth_metrics(original.truth, edited.truth, requested_deg, spread))
+        metrics.update(truth_metrics(original.truth, edited.truth, requested_deg, spread, asked_deg))
         metrics.update(
             random_step_metrics(
                 generator, regressor.latent_space, models["truncation_psi"], latent0, latent, original.truth, spread
@@ -291,6 +313,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with torch.no_grad():
         q0 = regressor(latent0)
     target = hold_alpha(cfg, generator, regressor, q0, evaluation_target(q0, cfg, regressor.nrsfm))
+    asked = evaluation_target(q0, cfg, regressor.nrsfm, clamp=False).q
     original = observe(
         generator, detector, identity, regressor, latent0, float(cfg.truncation_psi), int(cfg.batch_size), "originals"
     )
@@ -311,6 +334,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             first_faces(original, n),
             edits[method][1],
             spread,
+            asked[:n],
         )
     if set(methods) == set(METHODS) and counts["gradient"] < counts["linear"]:
         n = counts["gradient"]  # linear on the gradient editor's faces, for a like-for-like comparison
@@ -323,6 +347,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             first_faces(original, n),
             first_faces(edited, n),
             spread,
+            asked[:n],
         )
         methods = ["linear", f"linear (first {n})", "gradient"]
     out_dir = output_dir(cfg, "evaluate", generator.name)

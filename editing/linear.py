@@ -11,6 +11,10 @@ Tikhonov one, J_c^T (J_c J_c^T + lambda I)^-1 r_c. J comes from `torch.func.jacr
 the batch, so many faces are edited at once. With a `metric` S (the square root of the latent
 covariance, `editing.latent_prior`) the step is measured in standard deviations of the latent
 distribution instead of raw units: dw = S u with u the minimum-norm step of J S.
+
+With ``hold_background`` the image's background colours (`editing.background.background_colours` of
+G(w), through the generator) join the held rows, each in units of ``background_tolerance``: phi does
+not see the background, so without them the step is free to recolour it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch.func import jacrev, vmap
 
 from common.shapes import check_finite, check_shape
 from editing.attributes import EditTarget
+from editing.background import background_colours
 from editing.latents import row_mask
 
 
@@ -64,6 +69,9 @@ def linear_edit(
     damping: float = 0.0,
     metric: torch.Tensor | None = None,
     rows: Sequence[int] | None = None,
+    generator: nn.Module | None = None,
+    hold_background: bool = False,
+    background_tolerance: float = 0.01,
 ) -> LinearEdit:
     """Move latents so that phi(latent) reaches `target` on its constrained rows.
 
@@ -76,6 +84,9 @@ def linear_edit(
         metric: (d, d) symmetric S acting on the latent's last dimension d (on every row of a W+
             latent alike), or None for raw units.
         rows: W+ only: the rows of ws the step may change (`editing.latents.row_mask`); None: all.
+        generator: the `Generator` of the latents; needed for ``hold_background``.
+        hold_background: also hold the background colours of G(latent) at those of G(latent0).
+        background_tolerance: the colour change (in [0, 1] units) that weighs as much as one std of q.
     Returns:
         LinearEdit with the edited latents (B, *S), their q (B, D) and the error history.
     """
@@ -90,20 +101,30 @@ def linear_edit(
     if metric is not None:
         check_shape(metric, (latent0.shape[-1], latent0.shape[-1]), "latent metric")
         check_finite(metric, "latent metric")
+    if hold_background and generator is None:
+        raise ValueError("hold_background needs the generator; pass it or set hold_background=false")
+    if not background_tolerance > 0:
+        raise ValueError(f"background_tolerance must be positive, got {background_tolerance}")
+    background = _BackgroundRows(generator, regressor.latent_space, background_tolerance) if hold_background else None
     editable = row_mask(latent0, rows)
     editable = editable.expand_as(latent0[:1]).flatten() if editable is not None else 1.0
     constrained = target.constrained.nonzero().flatten().to(latent0.device)
     scale = regressor.nrsfm.q_std.to(latent0)[constrained]
     goal = target.q.to(latent0)[:, constrained]
     latent = latent0.detach().flatten(1)
+    background0 = background.values(latent0) if background is not None else None
     with torch.no_grad():
         errors = []
         for _ in range(num_steps):
             q = regressor(latent.view_as(latent0))
             residual = (goal - q[:, constrained]) / scale
             errors.append(_rms(residual))
-            jacobian = latent_jacobian(regressor, latent.view_as(latent0))[:, constrained] / scale[:, None] * editable
-            latent = latent + _metric_step(jacobian, residual, damping, metric)
+            jacobian = latent_jacobian(regressor, latent.view_as(latent0))[:, constrained] / scale[:, None]
+            if background is not None:
+                values, rows_jacobian = background.linearised(latent.view_as(latent0))
+                jacobian = torch.cat([jacobian, rows_jacobian.to(jacobian)], 1)
+                residual = torch.cat([residual, ((background0 - values) / background.tolerance).to(residual)], 1)
+            latent = latent + _metric_step(jacobian * editable, residual, damping, metric)
         q = regressor(latent.view_as(latent0))
         errors.append(_rms((goal - q[:, constrained]) / scale))
     return LinearEdit(latent.view_as(latent0), q, torch.stack(errors))
@@ -150,6 +171,34 @@ def _single_sample(regressor: nn.Module, sample_shape: torch.Size) -> Callable[[
         return regressor(flat_latent.view(1, *sample_shape))[0]
 
     return regress
+
+
+class _BackgroundRows:
+    """The background colours of G(latent) as extra rows of the linear system, in tolerance units."""
+
+    def __init__(self, generator: nn.Module, latent_space: str, tolerance: float):
+        self.generator, self.latent_space, self.tolerance = generator, latent_space, tolerance
+
+    def values(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, *S) -> (B, 6) background colours, without gradients."""
+        with torch.no_grad():
+            return self._colours(latent)
+
+    def linearised(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, *S) -> colours (B, 6) and their Jacobian (B, 6, P) divided by the tolerance; one backward
+        pass per colour (faces are independent, so the batch sum's gradient is every face's own)."""
+        with torch.enable_grad():
+            point = latent.detach().clone().requires_grad_(True)
+            colours = self._colours(point)
+            rows = [
+                torch.autograd.grad(colours[:, i].sum(), point, retain_graph=i + 1 < colours.shape[1])[0].flatten(1)
+                for i in range(colours.shape[1])
+            ]
+        return colours.detach(), torch.stack(rows, 1) / self.tolerance
+
+    def _colours(self, latent: torch.Tensor) -> torch.Tensor:
+        ws = self.generator.to_ws(latent.to(self.generator.w_avg.dtype), self.latent_space)
+        return background_colours(self.generator.synthesis(ws)).to(latent.dtype)
 
 
 def _rms(residual: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ def landmark_metrics(
             f"{prefix}": math.nan,
             f"{prefix} [px^2]": math.nan,
             f"{prefix} mean error [px]": math.nan,
+            f"{prefix} per-face mean error, median over faces [px]": math.nan,
             f"{prefix} NME": math.nan,
         }
     distances = landmark_distances(predicted, detected, image_size)
@@ -39,6 +40,7 @@ def landmark_metrics(
         prefix: float(landmark_squared_error(predicted, detected).mean()),
         f"{prefix} [px^2]": float(distances.square().mean(-1).mean()),
         f"{prefix} mean error [px]": float(distances.mean()),
+        f"{prefix} per-face mean error, median over faces [px]": median(distances.mean(-1)),
         f"{prefix} NME": float(nme(predicted, detected, image_size).mean()),
     }
 
@@ -48,13 +50,16 @@ def truth_metrics(
     after: dict[str, torch.Tensor],
     requested_deg: torch.Tensor,
     spread: dict[str, torch.Tensor],
+    asked_deg: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Achieved vs requested rotation (degrees) and how far expression and identity moved (see the module docstring).
 
     Args:
         before, after: ground truth of the original and edited faces (rotation_deg (B, 3), expression, identity).
-        requested_deg: (B, 3) requested change of (pitch, yaw, roll) in degrees.
+        requested_deg: (B, 3) requested change of (pitch, yaw, roll) in degrees (the target the editor got).
         spread: per key the (E,) std of the coefficients over the original faces.
+        asked_deg: (B, 3) the change as asked, before the target was clamped to the training range; when
+            given, the miss against it is reported too (for the angles asked to change).
     """
     achieved = true_rotation_change(before, after)
     error = achieved - requested_deg.float()
@@ -62,6 +67,10 @@ def truth_metrics(
     for i, name in enumerate(ROTATION_NAMES):
         metrics[f"{name} requested, median |.| [deg]"] = median(requested_deg[:, i].abs())
         metrics[f"{name} median |achieved - requested| [deg]"] = median(error[:, i].abs())
+        if asked_deg is not None and bool((asked_deg[:, i] != 0).any()):
+            metrics[f"{name} median |achieved - asked before clamping| [deg]"] = median(
+                (achieved[:, i] - asked_deg[:, i].float()).abs()
+            )
         metrics[f"{name} mean achieved - requested [deg]"] = float(error[:, i].mean())
         metrics[f"{name} slope achieved/requested"] = slope(achieved[:, i], requested_deg[:, i])
     for key in ("expression", "identity"):
@@ -123,6 +132,18 @@ def image_rotation_metrics(change: RotationChange) -> dict[str, float]:
         if change.true is not None:
             metrics[f"{name} true deg per model deg on the image"] = slope(change.true[:, i], achieved)
     return metrics
+
+
+def phi_rotation_metrics(achieved_deg: torch.Tensor, requested_deg: torch.Tensor) -> dict[str, float]:
+    """Per axis asked to change, median |phi(w_edit) - phi(w0) - requested| in model degrees: does the editor
+    reach its target on phi itself. (B, 3) changes of (pitch, yaw, roll) in degrees, both."""
+    return {
+        f"{name} on phi, median |achieved - requested| [model deg]": median(
+            (achieved_deg[:, i] - requested_deg[:, i]).abs()
+        )
+        for i, name in enumerate(ROTATION_NAMES)
+        if bool((requested_deg[:, i].abs() > 1e-6).any())
+    }
 
 
 def true_rotation_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from editing.background import background_colours
 from nrsfm.fit_q import fit_q
 from nrsfm.model import NRSfMModel
 
@@ -23,6 +24,7 @@ class Observation:
         embedding: (B, E) identity embeddings.
         truth: ground truth of the generator (rotation_deg (B, 3), expression (B, E), identity (B, I)) or None.
         q: (B, D) q the image shows, `image_attributes` of the landmarks (NaN rows where not found).
+        background: (B, 6) background colours of the images (`editing.background.background_colours`), or None.
     """
 
     landmarks: torch.Tensor
@@ -30,6 +32,7 @@ class Observation:
     embedding: torch.Tensor
     truth: dict[str, torch.Tensor] | None
     q: torch.Tensor
+    background: torch.Tensor | None = None
 
 
 def image_attributes(
@@ -47,7 +50,7 @@ def observe(
 ) -> Observation:
     """Render latents (B, *S) in chunks, detect landmarks, embed identities, read the truth and fit the
     q each image shows (warm-started from phi)."""
-    parts: dict[str, list] = {"landmarks": [], "found": [], "embedding": [], "truth": []}
+    parts: dict[str, list] = {"landmarks": [], "found": [], "embedding": [], "truth": [], "background": []}
     size = float(generator.img_resolution)
     has_truth = callable(getattr(generator, "ground_truth", None))
     with torch.no_grad():
@@ -58,6 +61,7 @@ def observe(
             parts["landmarks"].append(detections.landmarks / size)
             parts["found"].append(detections.found)
             parts["embedding"].append(identity.embed(images).float())
+            parts["background"].append(background_colours(images).float())
             if has_truth:
                 truth = generator.ground_truth(ws)
                 parts["truth"].append({key: truth[key].float() for key in ("rotation_deg", "expression", "identity")})
@@ -65,12 +69,18 @@ def observe(
     landmarks, found = torch.cat(parts["landmarks"]), torch.cat(parts["found"])
     with torch.no_grad():
         q = image_attributes(regressor.nrsfm, landmarks, found, regressor(latents))
-    return Observation(landmarks, found, torch.cat(parts["embedding"]), truth, q)
+    return Observation(landmarks, found, torch.cat(parts["embedding"]), truth, q, torch.cat(parts["background"]))
 
 
 def first_faces(observation: Observation, n: int) -> Observation:
     """The first n faces of `observation`."""
     truth = {k: v[:n] for k, v in observation.truth.items()} if observation.truth is not None else None
+    background = observation.background[:n] if observation.background is not None else None
     return Observation(
-        observation.landmarks[:n], observation.found[:n], observation.embedding[:n], truth, observation.q[:n]
+        observation.landmarks[:n],
+        observation.found[:n],
+        observation.embedding[:n],
+        truth,
+        observation.q[:n],
+        background,
     )

@@ -4,7 +4,7 @@ write the outputs and say where.
 A command's config (conf/edit.yaml, conf/transfer.yaml, conf/conditional.yaml) has ``generator``,
 ``identity``, ``edit`` (an editor: conf/edit/linear.yaml or gradient.yaml), ``latent_space``,
 ``truncation_psi``, ``latent_metric``, ``hold_alpha``, ``rows``, ``regressor_path`` (a path, or null to let
-`editing.pipeline` build one), ``pipeline``, ``strict``, ``num_std``, ``free``, ``num_frames`` and
+`editing.pipeline` build one), ``pipeline``, ``strict``, ``num_std``, ``free``, ``num_frames``, ``check_landmarks`` and
 ``out_dir`` (null: a folder under ``${paths.work_dir}/<command>/`` named by a hash of the whole request).
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from backbones.generator import Generator
 from common.cli import build, check_config_complete
 from common.errors import UserError
 from common.hashing import config_digest
+from common.landmarks import landmark_distances
 from editing.attributes import EditTarget, edit_target
 from editing.compatibility import check_regressor_matches, latent_shape_of
 from editing.latent_prior import latent_spread
@@ -31,7 +34,8 @@ from editing.latents import row_mask
 from editing.pipeline import ensure_regressor
 from editing.pose_coupling import couple_held_alpha, pose_coupling
 from editing.presets import PRESET_NAMES, ExpressionDirection, attribute_sample, derive_expression_directions
-from editing.render import write_edit_outputs
+from editing.render import render, write_edit_outputs
+from editing.sources import detector_for_model
 from regressor.export import load_attribute_regressor
 
 CHOICES = {"latent_metric": ("spread", "euclidean"), "hold_alpha": ("fixed", "coupled")}
@@ -149,8 +153,9 @@ def apply_editor(
 
     `editor` is a conf/edit node (default ``cfg.edit``); it changes only the rows of ws ``cfg.rows``
     (null: all). What the editor's signature asks for is added: ``metric`` (default
-    `latent_metric`), ``start`` (a latent to start from), and ``generator`` with ``identity`` when
-    its identity term is on (``lambda_id`` > 0; default built from ``cfg.identity``). Returns a
+    `latent_metric`), ``start`` (a latent to start from), ``generator`` when the editor holds the
+    background (``hold_background``), and ``generator`` with ``identity`` when its identity term is on
+    (``lambda_id`` > 0; default built from ``cfg.identity``). Returns a
     LinearEdit or GradientEdit.
     """
     editor_cfg = cfg.edit if editor is None else editor
@@ -161,6 +166,8 @@ def apply_editor(
         runtime["metric"] = metric if metric is not None else latent_metric(cfg, generator)
     if "start" in parameters and start is not None:
         runtime["start"] = start
+    if "generator" in parameters and bool(editor_cfg.get("hold_background", False)):
+        runtime["generator"] = generator
     if "identity" in parameters and float(editor_cfg.get("lambda_id", 0)) > 0:
         runtime.update(
             generator=generator, identity=identity if identity is not None else build(cfg.identity, "identity network")
@@ -191,11 +198,14 @@ def finish(
 ) -> dict[str, Any]:
     """Write the outputs of an edit, print where and how close it came; returns paths and errors.
 
-    `reference_latent` (B, *S), e.g. a transfer's source faces, is shown first in edit.png."""
+    `reference_latent` (B, *S), e.g. a transfer's source faces, is shown first in edit.png. With
+    ``cfg.check_landmarks`` the edited images' landmarks are detected (`edit_landmark_check`): edit.png
+    draws them as the achieved ones and the summary says how far they lie from the target's."""
     if not torch.isfinite(result.latent).all():
         raise UserError(
             "the edit diverged (non-finite latents); ask for a smaller change, add damping, or lower the learning rate"
         )
+    check = edit_landmark_check(cfg, generator, regressor, result, target) if cfg.get("check_landmarks") else None
     out_dir = output_dir(cfg, command, generator.name)
     metadata = {
         "command": command,
@@ -214,12 +224,75 @@ def finish(
         truncation_psi=float(cfg.truncation_psi),
         num_frames=int(cfg.num_frames),
         reference_latent=reference_latent,
+        achieved_landmarks=check.achieved if check is not None else None,
     )
     rows = target.constrained
     scale = regressor.nrsfm.q_std.to(result.q)[rows]
     residual = ((result.q[:, rows] - target.q.to(result.q)[:, rows]) / scale).abs()
     worst = regressor.nrsfm.layout.names()[int(rows.nonzero().flatten()[residual.max(0).values.argmax()])]
     print(f"{command}: {len(latent0)} face(s), largest remaining error {residual.max():.3f} std of q (at {worst})")
+    summary: dict[str, Any] = {"max_error_std": float(residual.max())}
+    if check is not None:
+        print(check.summary())
+        summary["landmark_error_px"] = check.median_px
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
-    return {"out_dir": out_dir, **paths, "max_error_std": float(residual.max())}
+    return {"out_dir": out_dir, **paths, **summary}
+
+
+@dataclass
+class LandmarkCheck:
+    """The landmarks a detector finds on edited images against the edit's target landmarks.
+
+    Attributes:
+        achieved: (B, L, 2) normalised landmarks to draw as achieved: detected where a face was found,
+            R(phi(w_edit)) elsewhere.
+        found: (B,) bool, where the detector found a face.
+        error_px: (B,) per face the mean distance in pixels of the detected landmarks to the target ones
+            (NaN where no face was found).
+        detector: the detector's name.
+    """
+
+    achieved: torch.Tensor
+    found: torch.Tensor
+    error_px: torch.Tensor
+    detector: str
+
+    @property
+    def median_px(self) -> float:
+        """Median over the found faces of `error_px` (NaN when none was found)."""
+        found = self.error_px[self.found]
+        return float(found.double().quantile(0.5)) if len(found) else math.nan
+
+    def summary(self) -> str:
+        missing = int((~self.found).sum())
+        return (
+            f"detected landmarks ({self.detector}) of the edit lie {self.median_px:.2f} px from the target ones "
+            f"(mean over points, median over {int(self.found.sum())} face(s)"
+            + (f"; no face found in {missing}" if missing else "")
+            + ")"
+        )
+
+
+def edit_landmark_check(
+    cfg: DictConfig, generator: Generator, regressor: nn.Module, result, target: EditTarget
+) -> LandmarkCheck:
+    """Render the edited latents of `result` (B, *S), detect their landmarks with ``cfg.detector`` (null: the
+    detector the NRSfM model was fit on) and measure them against R(q_target) (phi(w_edit) in free entries)."""
+    model = regressor.nrsfm
+    detector = detector_for_model(cfg.get("detector"), model)
+    images = render(generator, result.latent, regressor.latent_space, float(cfg.truncation_psi))
+    detections = detector.detect(images)
+    with torch.no_grad():
+        goal = model(torch.where(target.constrained.to(result.q.device), target.q.to(result.q), result.q)).float()
+        fallback = model(result.q).float()
+    size = (images.shape[-2], images.shape[-1])
+    detected = detections.landmarks.to(goal) / torch.tensor([size[1], size[0]], dtype=goal.dtype, device=goal.device)
+    found = detections.found.to(goal.device)
+    error = landmark_distances(detected, goal, size).mean(-1)
+    return LandmarkCheck(
+        torch.where(found[:, None, None], detected, fallback),
+        found,
+        torch.where(found, error, torch.full_like(error, math.nan)),
+        detector.name,
+    )

@@ -140,6 +140,7 @@ def command_config(name: str, tmp_path, regressor_path, *overrides: str, num_fra
                 f"regressor_path={regressor_path}",
                 f"out_dir={tmp_path / 'out'}",
                 f"num_frames={num_frames}",
+                "check_landmarks=false",
                 *overrides,
             ],
         )

@@ -6,12 +6,18 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from editing_standins import command_config
+import torch
+from editing_standins import RESOLUTION, TinyGenerator, command_config
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf, open_dict
 
+from backbones.landmarks.base import Detections
 from common.errors import UserError
-from editing import edit, sample, transfer
+from editing import edit, sample, session, transfer
+from editing.attributes import edit_target
+from editing.linear import LinearEdit
 from editing.outputs import load_latents
+from regressor.export import load_attribute_regressor
 
 
 def test_edit_command_writes_outputs_and_reaches_target(tmp_path, regressor_path, capsys):
@@ -27,6 +33,49 @@ def test_edit_command_writes_outputs_and_reaches_target(tmp_path, regressor_path
     with np.load(result["latents"]) as data:
         np.testing.assert_allclose(data["q_edit"][:, 4] - data["q_original"][:, 4], np.radians(5), atol=1e-3)
     assert "wrote side_by_side" in capsys.readouterr().out
+
+
+def test_edit_command_reports_the_detected_landmarks_against_the_target(tmp_path, regressor_path, capsys):
+    cfg = command_config(
+        "edit", tmp_path, regressor_path, "faces=[3,4]", "delta.yaw=5", "hold_alpha=fixed", "check_landmarks=true"
+    )
+    with open_dict(cfg):  # it sees R(phi(w)) of the pictured face
+        cfg.detector = {"_target_": "reenact_standins.OracleDetector", "regressor_path": str(regressor_path)}
+    result = edit.run(cfg)
+    assert result["landmark_error_px"] >= 0
+    assert "px from the target ones (mean over points, median over 2 face(s))" in capsys.readouterr().out
+
+
+class OffsetDetector:
+    """Finds, in every image but the last, the landmarks it was given, moved 3 px right and 4 px down."""
+
+    name, num_landmarks = "offset", 20
+
+    def __init__(self, landmarks_px):
+        self.landmarks_px = landmarks_px
+
+    def detect(self, images):
+        found = torch.ones(len(images), dtype=torch.bool)
+        found[-1] = False
+        return Detections((self.landmarks_px + torch.tensor([3.0, 4.0])).float(), found, found.float())
+
+
+def test_landmark_check_measures_detected_against_target_landmarks_in_pixels(regressor_path, monkeypatch):
+    regressor = load_attribute_regressor(regressor_path)
+    latent = 0.3 * torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    q = regressor(latent)
+    target = edit_target(q, {"delta.yaw": 10}, regressor.nrsfm)
+    detector = OffsetDetector(RESOLUTION * regressor.nrsfm(target.q))
+    monkeypatch.setattr(session, "detector_for_model", lambda spec, model: detector)
+    cfg = OmegaConf.create({"detector": None, "truncation_psi": 1.0})
+    check = session.edit_landmark_check(
+        cfg, TinyGenerator(dtype=torch.float32), regressor, LinearEdit(latent, q, None), target
+    )
+    torch.testing.assert_close(check.error_px[:2], torch.full((2,), 5.0))  # a 3-4-5 triangle
+    assert check.error_px[2].isnan() and check.found.tolist() == [True, True, False]
+    assert check.median_px == pytest.approx(5.0)
+    torch.testing.assert_close(check.achieved[2], regressor.nrsfm(q[2]).float())  # not found: R(phi(w_edit)) is drawn
+    assert "no face found in 1" in check.summary()
 
 
 def test_training_attributes_are_sampled_once_per_generator_and_regressor(tmp_path, regressor_path, monkeypatch):

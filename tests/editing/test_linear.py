@@ -115,3 +115,24 @@ def test_bad_input(regressor, latents):
     for rows in ([], [3], [-1]):
         with pytest.raises(UserError, match=r"rows must be a non-empty list of rows in 0..2"):
             linear_edit(w_plus, latents, edit_target(w_plus(latents), {"yaw": 0}, w_plus.nrsfm), rows=rows)
+
+
+def test_hold_background_keeps_the_frame_colours_and_still_reaches_the_target(regressor, generator, latents):
+    from editing.background import background_colours
+
+    q0 = regressor(latents)
+    target = edit_target(q0, {"delta.yaw": 2}, regressor.nrsfm, free=["camera", "translation"])
+
+    def colours(latent):
+        return background_colours(generator.synthesis(generator.to_ws(latent, "w")))
+
+    plain = linear_edit(regressor, latents, target, num_steps=6)
+    held = linear_edit(
+        regressor, latents, target, num_steps=6, generator=generator, hold_background=True, background_tolerance=1e-3
+    )
+    rows = target.constrained
+    torch.testing.assert_close(held.q[:, rows], target.q[:, rows], atol=1e-6, rtol=0)
+    moved_plain, moved_held = ((colours(e.latent) - colours(latents)).abs().amax(-1) for e in (plain, held))
+    assert (moved_held < 1e-5).all() and (moved_plain > 1e-3).all()
+    with pytest.raises(ValueError, match="needs the generator"):
+        linear_edit(regressor, latents, target, hold_background=True)
