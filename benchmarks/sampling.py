@@ -1,8 +1,8 @@
 """Throughput and accuracy of the sampling stage at several image resolutions and worker counts.
 
-    python -m benchmarks.sampling [--resolution 256 512 1024] [--workers 1 2] [--num-samples 96]
+    python -m benchmarks.sampling [override ...] [--resolution 256 512 1024] [--workers 1 2] [--num-samples 96]
                                   [--generator synthetic] [--landmarks dlib] [--render-in workers main]
-                                  [--render-ms MS] [--accuracy-only] [override ...]
+                                  [--render-ms MS] [--accuracy-only]
 
 Prints one line per (resolution, workers, render_in), for scripts to read:
 
@@ -33,7 +33,8 @@ only exists in this benchmark: each image takes MS milliseconds of sleep and is 
 pre-rendered by the configured generator. Every rendering process sleeps on its own, so
 render_only_fps is `workers` x 1000 / MS, while one GPU renders for one process: compare
 ``render_in=main`` (one renderer, ceiling 1000 / MS) with detect_only_fps.
-Extra arguments are Hydra overrides of the sample config (e.g. ``landmarks.aligned=true``).
+Extra arguments are Hydra overrides of the sample config (e.g. ``landmarks.aligned=true``); give them before
+the options that take several values, which would otherwise read them as values.
 """
 
 from __future__ import annotations
