@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_module
 
-from nrsfm.camera import nearest_rotation
+from benchmarks.rotation_scale import line_fit
+from nrsfm import evaluation
 from nrsfm.geometry import euler_angles_to_matrix
 from nrsfm.model import AttributeLayout
 from sampling.dataset import read_samples
@@ -42,20 +43,12 @@ def default_samples() -> Path:
     raise SystemExit(f"error: no samples.h5 with truth under {root}; pass --samples PATH or set RANKONE_WORK_DIR")
 
 
-def slope(true: np.ndarray, fitted: np.ndarray) -> float:
-    """Slope of the least-squares line fitted = a * true + b; true, fitted (N,)."""
-    true_centred = true - true.mean()
-    return float((true_centred * (fitted - fitted.mean())).sum() / (true_centred**2).sum())
-
-
 def median_rotation_error_deg(fitted_deg: np.ndarray, true_deg: np.ndarray) -> float:
     """Median angle between R(fitted) and R(true) (Euler angles (N, 3) in degrees) after one global rotation."""
-    rotation = euler_angles_to_matrix(torch.deg2rad(torch.from_numpy(fitted_deg)))
-    true_rotation = euler_angles_to_matrix(torch.deg2rad(torch.from_numpy(true_deg)))
-    alignment = nearest_rotation((rotation.transpose(1, 2) @ true_rotation).sum(0))
-    difference = rotation @ alignment @ true_rotation.transpose(1, 2)
-    cosine = ((difference.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    return float(torch.rad2deg(torch.acos(cosine)).median())
+    return evaluation.median_rotation_error_deg(
+        euler_angles_to_matrix(torch.deg2rad(torch.from_numpy(fitted_deg))),
+        euler_angles_to_matrix(torch.deg2rad(torch.from_numpy(true_deg))),
+    )
 
 
 def main() -> None:
@@ -84,7 +77,7 @@ def main() -> None:
         factorize = hydra.utils.instantiate(fit_cfg.nrsfm, initial_cameras=initial_cameras)
         model, q = factorize(landmarks, found, num_basis=num_basis)
         fitted_deg = AttributeLayout(num_basis).rotation_deg(q).numpy()
-        slopes = " | ".join(f"{slope(true_deg[:, a], fitted_deg[:, a]):.3f}" for a in range(len(ANGLE_NAMES)))
+        slopes = " | ".join(f"{line_fit(true_deg[:, a], fitted_deg[:, a])[0]:.3f}" for a in range(len(ANGLE_NAMES)))
         error = median_rotation_error_deg(fitted_deg, true_deg)
         print(f"| {initial_cameras} | {slopes} | {error:.3f} | {model.metadata['rmse']:.5f} |", flush=True)
 

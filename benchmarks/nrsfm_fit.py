@@ -18,20 +18,17 @@ import time
 
 import torch
 
-from nrsfm.camera import nearest_rotation
+from nrsfm import evaluation
 from nrsfm.factorize import factorize
 from nrsfm.geometry import euler_angles_to_matrix
 from nrsfm.synthetic import synthetic_landmarks
 
 
 def median_rotation_error_deg(q: torch.Tensor, true_q: torch.Tensor) -> float:
-    """Median angle between fitted and true rotations after one global alignment."""
-    rotation = euler_angles_to_matrix(q[:, 3:6].double().cpu())
-    true_rotation = euler_angles_to_matrix(true_q[:, 3:6].double().cpu())
-    alignment = nearest_rotation((rotation.transpose(1, 2) @ true_rotation).sum(0))
-    difference = rotation @ alignment @ true_rotation.transpose(1, 2)
-    cosine = ((difference.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    return float(torch.rad2deg(torch.acos(cosine)).median())
+    """Median angle between the rotations of q and true_q (N, 8 + K) after one global alignment."""
+    return evaluation.median_rotation_error_deg(
+        euler_angles_to_matrix(q[:, 3:6].double().cpu()), euler_angles_to_matrix(true_q[:, 3:6].double().cpu())
+    )
 
 
 def timed(function, device: torch.device):

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nrsfm.camera import nearest_rotation
+from nrsfm import evaluation
 from nrsfm.deforming import factorize_deforming
 from nrsfm.evaluation import e3d
 from nrsfm.factorize import factorize
@@ -55,18 +55,12 @@ def default_data() -> Path:
 
 
 def median_rotation_error_deg(rotation: torch.Tensor, true_rotation: torch.Tensor) -> float:
-    """Median angle between fitted and true camera rotations (N, 3, 3) after one global alignment
-    (proper or mirrored: the depth reflection maps R to diag(1, 1, -1) R diag(1, 1, -1))."""
+    """Median angle between fitted and true camera rotations (N, 3, 3) after one global alignment,
+    proper or mirrored (`nrsfm.evaluation.median_rotation_error_deg`); NaN when the file's rotations are
+    all the identity (no camera rotations to compare)."""
     if bool((true_rotation - torch.eye(3, dtype=true_rotation.dtype)).abs().max() < 1e-12):
         return math.nan
-    mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=rotation.dtype))
-    best = math.inf
-    for candidate in (rotation, mirror @ rotation @ mirror):
-        alignment = nearest_rotation((candidate.transpose(1, 2) @ true_rotation).sum(0))
-        difference = candidate @ alignment @ true_rotation.transpose(1, 2)
-        cosine = ((difference.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-        best = min(best, float(torch.rad2deg(torch.acos(cosine)).median()))
-    return best
+    return evaluation.median_rotation_error_deg(rotation, true_rotation, allow_mirror=True)
 
 
 def scores(model, q: torch.Tensor, data: dict[str, np.ndarray]) -> tuple[float, float]:

@@ -15,6 +15,10 @@ evaluation code instead fits the unconstrained least-squares 3x3 matrix and take
 orthogonal matrix (``alignment="projected"``); that is the alignment under which Akhter et al.'s
 stored reconstructions score their published numbers. It is never better than Procrustes.
 
+Rotations are compared the same way, up to one global rotation (`rotation_errors_deg`): the angle
+of R_n G R_true_n^T per frame, with G the rotation that best aligns all frames; optionally also after
+the depth reflection D R D (D = diag(1, 1, -1)) that an orthographic reconstruction cannot tell apart.
+
 Sequences compared in the camera frame (the ``rot_struct`` flag of the benchmark files) first put
 the estimate in the camera frame with the recovered rotation of each frame (`camera_frame_shapes`).
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from common.shapes import check_finite, check_shape
+from nrsfm.camera import nearest_rotation
 
 ALIGNMENTS = ("procrustes", "projected")
 
@@ -87,3 +92,22 @@ def camera_frame_shapes(shapes: torch.Tensor, rotations: torch.Tensor) -> torch.
     sizes = check_shape(shapes, ("N", "L", 3), "shapes")
     check_shape(rotations, (sizes["N"], 3, 3), "rotations")
     return shapes @ rotations.transpose(1, 2)
+
+
+def rotation_errors_deg(rotation: torch.Tensor, true_rotation: torch.Tensor) -> torch.Tensor:
+    """Angles (N,) in degrees between rotation (N, 3, 3) and true_rotation (N, 3, 3) after one global
+    alignment G (the rotation nearest to sum_n R_n^T T_n, so that R_n G ~ T_n)."""
+    alignment = nearest_rotation((rotation.transpose(1, 2) @ true_rotation).sum(0))
+    difference = rotation @ alignment @ true_rotation.transpose(1, 2)
+    cosine = ((difference.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
+    return torch.rad2deg(torch.acos(cosine))
+
+
+def median_rotation_error_deg(rotation: torch.Tensor, true_rotation: torch.Tensor, allow_mirror: bool = False) -> float:
+    """The median of `rotation_errors_deg`; with `allow_mirror` the smaller of that and the median for
+    the depth-reflected rotations D R D."""
+    candidates = [rotation]
+    if allow_mirror:
+        mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=rotation.dtype, device=rotation.device))
+        candidates.append(mirror @ rotation @ mirror)
+    return min(float(rotation_errors_deg(candidate, true_rotation).median()) for candidate in candidates)

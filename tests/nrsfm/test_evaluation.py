@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from nrsfm.evaluation import best_orthogonal_alignment, camera_frame_shapes, e3d
+from nrsfm.evaluation import (
+    best_orthogonal_alignment,
+    camera_frame_shapes,
+    e3d,
+    median_rotation_error_deg,
+    rotation_errors_deg,
+)
 from nrsfm.geometry import euler_angles_to_matrix
 
 DATA = Path(__file__).parent / "data"
@@ -87,3 +93,16 @@ def test_projected_alignment_is_orthogonal_and_exact_for_a_rotated_copy():
     assert e3d(truth @ rotation.T, truth, alignment="projected") < 1e-10
     with pytest.raises(ValueError, match="alignment"):
         e3d(truth, truth, alignment="affine")
+
+
+def test_rotation_errors_ignore_one_global_rotation_and_the_mirror_only_when_allowed():
+    generator = torch.Generator().manual_seed(0)
+    truth = euler_angles_to_matrix(torch.rand(50, 3, generator=generator, dtype=torch.float64) - 0.5)
+    offset = euler_angles_to_matrix(torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64))
+    assert rotation_errors_deg(truth @ offset, truth).abs().max() < 1e-4  # acos near 1: ~sqrt(eps) rad
+    unrelated = euler_angles_to_matrix(torch.rand(50, 3, generator=generator, dtype=torch.float64) - 0.5)
+    assert median_rotation_error_deg(unrelated, truth) > 5.0
+    mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
+    mirrored = mirror @ truth @ mirror
+    assert median_rotation_error_deg(mirrored, truth) > 1.0
+    assert median_rotation_error_deg(mirrored, truth, allow_mirror=True) < 1e-4

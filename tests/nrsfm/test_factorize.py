@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from nrsfm.camera import nearest_rotation
+from nrsfm.evaluation import rotation_errors_deg
 from nrsfm.facing import faces_camera, nose_tip_index
 from nrsfm.factorize import factorize
 from nrsfm.fit_q import fit_q
@@ -22,14 +23,6 @@ def fitted():
     found[[5, 700]] = False
     model, q = factorize(data.landmarks, found, num_basis=12)
     return data, found, model, q
-
-
-def rotation_errors_deg(rotation, true_rotation):
-    """Angles (N,) between rotations after one global alignment G (rotation @ G ~ true)."""
-    alignment = nearest_rotation((rotation.transpose(1, 2) @ true_rotation).sum(0))
-    difference = rotation @ alignment @ true_rotation.transpose(1, 2)
-    cosine = ((difference.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    return torch.rad2deg(torch.acos(cosine))
 
 
 def similarity_procrustes(source, target):

@@ -1,19 +1,16 @@
 import pytest
 import torch
 
-from nrsfm.camera import nearest_rotation
+from nrsfm import evaluation
 from nrsfm.factorize import factorize
 from nrsfm.geometry import euler_angles_to_matrix
 from nrsfm.synthetic import synthetic_landmarks
 
 
 def median_rotation_error_deg(q, true_q):
-    rotation = euler_angles_to_matrix(q[:, 3:6])
-    true_rotation = euler_angles_to_matrix(true_q[:, 3:6])
-    alignment = nearest_rotation((rotation.transpose(1, 2) @ true_rotation).sum(0))
-    difference = rotation @ alignment @ true_rotation.transpose(1, 2)
-    cosine = ((difference.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    return float(torch.rad2deg(torch.acos(cosine)).median())
+    return evaluation.median_rotation_error_deg(
+        euler_angles_to_matrix(q[:, 3:6]), euler_angles_to_matrix(true_q[:, 3:6])
+    )
 
 
 def fit_model_data(seed, num_refine_steps=200):

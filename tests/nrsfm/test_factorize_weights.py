@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from nrsfm.camera import nearest_rotation
 from nrsfm.contour import FACE_OVAL, JAW_LINE, contour_weights
+from nrsfm.evaluation import rotation_errors_deg
 from nrsfm.factorize import factorize
 from nrsfm.fit_q import fit_q
 from nrsfm.geometry import euler_angles_to_matrix
@@ -16,14 +16,6 @@ FACE_MESH = "backbones/synthetic/data/astronaut_face_mesh.npz"
 def rotations(model, q):
     """(N, 3, 3) rotations of q."""
     return euler_angles_to_matrix(q[:, model.layout.rotation])
-
-
-def rotation_errors_deg(rotation, true_rotation):
-    """Angles (N,) between rotations after one global alignment G (rotation @ G ~ true)."""
-    alignment = nearest_rotation((rotation.transpose(1, 2) @ true_rotation).sum(0))
-    difference = rotation @ alignment @ true_rotation.transpose(1, 2)
-    cosine = ((difference.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    return torch.rad2deg(torch.acos(cosine))
 
 
 @pytest.fixture(scope="module")
